@@ -1,0 +1,92 @@
+"""``ftprep`` command line: ``ftprep prepare ...``.
+
+Expected errors (:class:`FtprepError`) print one line, ``error: ...``, and exit non-zero with no
+traceback; everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from ftprep.errors import FtprepError
+
+
+class _HideExpectedTracebacks(logging.Filter):
+    """Prefect logs a failed run's exception with its traceback; for expected errors one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, FtprepError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def hide_expected_tracebacks() -> None:
+    flt = _HideExpectedTracebacks()
+    for name in ("", "prefect"):
+        for handler in logging.getLogger(name).handlers:
+            if flt not in handler.filters:
+                handler.addFilter(flt)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftprep", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="write fine-tuning JSONL files from a dataset and upload them")
+    p.add_argument("--data", required=True, help="dataset file: .pkl, .csv, .jsonl or .parquet")
+    p.add_argument("--validation-data", help="separate dataset for validation examples (default: --data)")
+    p.add_argument("--train-size", type=int, default=500, help="training examples (default 500)")
+    p.add_argument("--validation-size", type=int, default=50, help="validation examples (default 50)")
+    p.add_argument("--train-offset", type=int, default=0, help="position of the first training record (default 0)")
+    p.add_argument("--validation-offset", type=int, default=None,
+                   help="position of the first validation record (default: right after training)")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
+                   help="shuffle records before splitting (default: file order, like the course)")
+    p.add_argument("--seed", type=int, default=42, help="seed for --shuffle (default 42)")
+    p.add_argument("--template", default="course",
+                   help="preset (course, course-summary) or a .json/.toml template file (default course)")
+    p.add_argument("--out", default="out", help="output folder (default ./out)")
+    p.add_argument("--upload", action=argparse.BooleanOptionalAction, default=True,
+                   help="upload to OpenAI when OPENAI_API_KEY is set (default: yes)")
+    return parser
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from ftprep.models import SplitConfig
+
+    split = SplitConfig(train_size=args.train_size, validation_size=args.validation_size,
+                        train_offset=args.train_offset, validation_offset=args.validation_offset,
+                        shuffle=args.shuffle, seed=args.seed)
+    from flows.prepare import prepare  # imports Prefect: keep --help fast
+
+    hide_expected_tracebacks()
+    result = prepare(data=args.data, validation_data=args.validation_data, split=split,
+                     template=args.template, out=args.out, upload=args.upload)
+    for f in result.files.files():
+        remote = result.remote_file(f.role)
+        where = f" -> {remote.id} ({'reused' if remote.reused else 'uploaded'})" if remote else ""
+        print(f"{f.role:<10} {f.path}: {f.examples:,} examples, {f.bytes:,} bytes, sha256 {f.sha256[:16]}{where}")
+    print(f"manifest   {os.path.join(result.files.out_dir, 'manifest.json')}")
+    if result.upload_skipped_reason:
+        print(result.upload_skipped_reason)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"prepare": _prepare}[args.command](args)
+    except FtprepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The small typed objects that travel between tasks: references, hashes and counts, never the data."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetRef(_Model):
+    """A dataset file identified by its content."""
+
+    path: str
+    sha256: str
+    format: str
+    size_bytes: int
+    records: int
+    fields: tuple[str, ...]
+
+
+class SplitConfig(_Model):
+    """How training and validation examples are taken from the data (the flow's ``split`` parameter)."""
+
+    train_size: int = Field(500, description="Training examples to write.")
+    validation_size: int = Field(50, description="Validation examples to write.")
+    train_offset: int = Field(0, ge=0, description="Position of the first training record.")
+    validation_offset: int | None = Field(
+        None,
+        ge=0,
+        description="Position of the first validation record. Default: right after the training records, "
+        "or 0 when validation comes from a separate dataset.",
+    )
+    shuffle: bool = Field(False, description="Shuffle records (seeded) before taking the slices.")
+    seed: int = Field(42, description="Seed for the shuffle.")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> SplitConfig:
+        from ftprep.errors import InputError
+
+        if self.train_size <= 0:
+            raise InputError(f"--train-size is {self.train_size}: give a positive number of examples")
+        if self.validation_size < 0:
+            raise InputError(
+                f"--validation-size is {self.validation_size}: give zero or a positive number of examples"
+            )
+        return self
+
+
+class Slice(_Model):
+    """``count`` records from ``dataset`` starting at ``start``, in file order or in a seeded permutation."""
+
+    dataset: DatasetRef
+    start: int
+    count: int
+    seed: int | None = None
+
+
+class SplitPlan(_Model):
+    train: Slice
+    validation: Slice | None
+
+
+class Template(_Model):
+    """Three message templates; ``{field}`` and ``{field:spec}`` name record fields."""
+
+    name: str
+    system: str | None = None
+    user: str
+    assistant: str
+    nonnegative: tuple[str, ...] = ()
+
+
+class FormatPlan(_Model):
+    template: Template
+    fields: tuple[str, ...]
+    preview: str
+
+
+class WrittenFile(_Model):
+    """A JSONL file as written: where it is, what it holds."""
+
+    role: str  # "train" or "validation"
+    path: str
+    sha256: str
+    bytes: int
+    examples: int
+    mtime_ns: int
+
+
+class WrittenFiles(_Model):
+    train: WrittenFile
+    validation: WrittenFile | None
+    out_dir: str
+
+    def files(self) -> list[WrittenFile]:
+        return [f for f in (self.train, self.validation) if f is not None]
+
+
+class RemoteFile(_Model):
+    """The file object OpenAI returned, reduced to what the next run needs."""
+
+    id: str
+    filename: str
+    bytes: int
+    status: str
+    purpose: str
+    created_at: int
+    sha256: str
+    examples: int
+    role: str
+    reused: bool = False
+
+
+class PrepareResult(_Model):
+    """What a prepare run leaves for the next fine-tuning run (persisted as JSON)."""
+
+    dataset: DatasetRef
+    split: SplitPlan
+    template: str
+    files: WrittenFiles
+    remote: str | None = None
+    uploaded: tuple[RemoteFile, ...] = ()
+    upload_skipped_reason: str | None = None
+
+    def remote_file(self, role: str) -> RemoteFile | None:
+        return next((f for f in self.uploaded if f.role == role), None)

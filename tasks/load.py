@@ -1,0 +1,330 @@
+"""Load: read a dataset file into records, safely, and describe it by content.
+
+Pure part: :func:`read_records` reads pickles (without importing or running anything the pickle names),
+CSV, JSONL and Parquet into a sequence of ``dict`` records. Task part: :func:`load_dataset` hashes the
+file, reads it once and returns a small :class:`DatasetRef`; later tasks get the records back through
+:func:`records_for`, which reuses what this process already read.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import pickle
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from ftprep.caching import FileContent
+from ftprep.errors import InputError, UnsafePickleError
+from ftprep.hashing import sha256_file
+from ftprep.models import DatasetRef
+
+FORMATS = {
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+Record = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------- pickle
+class _Placeholder:
+    """Stands in for a class the pickle names; its instances are rebuilt as attribute records."""
+
+    __slots__ = ("__dict__",)
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2:  # (dict state, slot state)
+            merged = dict(state[0] or {})
+            merged.update(state[1] or {})
+            state = merged
+        if isinstance(state, dict) and "__dict__" in state and "__pydantic_fields_set__" in state:
+            state = dict(state["__dict__"] or {}, **(state.get("__pydantic_extra__") or {}))  # pydantic v2
+        if not isinstance(state, dict):
+            raise UnsafePickleError(
+                f"pickle object of class {type(self).__qualname__} has state of type {type(state).__name__}; "
+                "save the items as plain dicts or as JSONL/Parquet instead"
+            )
+        self.__dict__.update(state)
+
+
+class _PlaceholderMeta(type):
+    def __call__(cls, *args, **kwargs):  # REDUCE/INST: the pickle wants to *call* what it named
+        raise UnsafePickleError(f"pickle tries to call {cls.__module__}.{cls.__qualname__}")
+
+
+def _reconstructor(cls, base, state):  # copyreg._reconstructor, without calling anything foreign
+    if not (isinstance(cls, _PlaceholderMeta) and base is object and state is None):
+        raise UnsafePickleError("pickle uses copyreg._reconstructor with a base other than object")
+    return cls.__new__(cls)
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:  # how protocol 2 pickles bytes
+    if encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"pickle asks for _codecs.encode with {encoding!r}")
+    return text.encode("latin1")
+
+
+class _NumpyDtype:
+    def __init__(self, name: str, *_: Any) -> None:
+        self.name = name
+
+    def __setstate__(self, state: Any) -> None:
+        self.byteorder = state[1] if isinstance(state, tuple) and len(state) > 1 else "<"
+
+
+_NUMPY_SCALARS = {"f8": "d", "f4": "f", "i8": "q", "i4": "i", "i2": "h", "i1": "b", "u8": "Q", "u4": "I",
+                  "u2": "H", "u1": "B", "b1": "?"}
+
+
+def _numpy_scalar(dtype: _NumpyDtype, data: bytes) -> Any:
+    code = _NUMPY_SCALARS.get(dtype.name)
+    if code is None or not isinstance(data, bytes):
+        raise UnsafePickleError(f"pickle holds a numpy scalar of dtype {dtype.name!r}, which is not supported")
+    order = ">" if getattr(dtype, "byteorder", "<") == ">" else "<"
+    return struct.unpack(order + code, data)[0]
+
+
+_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "bytearray"): bytearray,
+    ("builtins", "complex"): complex,
+    ("builtins", "object"): object,
+    ("__builtin__", "set"): set,
+    ("copyreg", "_reconstructor"): _reconstructor,
+    ("copy_reg", "_reconstructor"): _reconstructor,
+    ("_codecs", "encode"): _latin1_encode,
+    ("numpy", "dtype"): _NumpyDtype,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+}
+_SAFE_MODULE_TYPES = {"datetime": {"datetime", "date", "time", "timedelta", "timezone"},
+                      "decimal": {"Decimal"}, "collections": {"OrderedDict"}}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BufferedReader):
+        super().__init__(file)
+        self._placeholders: dict[tuple[str, str], type] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return _SAFE_GLOBALS[(module, name)]
+        if name in _SAFE_MODULE_TYPES.get(module, ()):
+            return super().find_class(module, name)  # stdlib value types: constructing them runs nothing
+        key = (module, name)
+        if key not in self._placeholders:
+            cls = _PlaceholderMeta(name, (_Placeholder,), {"__module__": module, "__qualname__": name})
+            self._placeholders[key] = cls
+        return self._placeholders[key]
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError("pickle uses persistent ids, which are not supported")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _Placeholder):
+        return vars(value)
+    return value
+
+
+def read_pickle(path: Path) -> list[Record]:
+    with open(path, "rb") as f:
+        try:
+            data = _SafeUnpickler(f).load()
+        except UnsafePickleError as e:
+            raise UnsafePickleError(f"{path}: refused: {e}; nothing was run") from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error, IndexError,
+                KeyError, AttributeError) as e:
+            raise InputError(
+                f"{path} is not a readable pickle ({type(e).__name__}: {e}); check the file is complete "
+                "or re-save it"
+            ) from None
+    if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()) and data:
+        raise InputError(f"{path} holds a dict of lists ({', '.join(map(str, data))}); save one list of items")
+    if not isinstance(data, (list, tuple)):
+        raise InputError(
+            f"{path} holds a {type(data).__qualname__}, not a list of items; pickle a list of items or dicts"
+        )
+    records = []
+    for i, item in enumerate(data):
+        item = _plain(item)
+        if not isinstance(item, dict):
+            raise InputError(f"{path}: item {i} is a {type(item).__name__}, not an object or dict")
+        records.append(item)
+    return records
+
+
+# -------------------------------------------------------------------------------------- other formats
+class ColumnRecords(Sequence):
+    """Rows of a table as dicts, made on access (a list of dicts would double the memory)."""
+
+    def __init__(self, columns: dict[str, list[Any]]):
+        self._columns = columns
+        self._names = tuple(columns)
+        self._n = len(next(iter(columns.values()))) if columns else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        return {name: self._columns[name][i] for name in self._names}
+
+
+def _frame_records(df) -> ColumnRecords:
+    columns = {}
+    for name in df.columns:
+        values = df[name].tolist()
+        # pandas gives NaN for empty cells; records say None, as JSON and pickles do
+        columns[str(name)] = [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+    return ColumnRecords(columns)
+
+
+def read_csv(path: Path) -> ColumnRecords:
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, encoding="utf-8", keep_default_na=False, na_values=[""])
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path} is empty; give a CSV with a header row and records") from None
+    except pd.errors.ParserError as e:
+        raise InputError(f"{path} is not valid CSV ({str(e).splitlines()[0]}); fix the file") from None
+    return _frame_records(df)
+
+
+def read_parquet(path: Path) -> ColumnRecords:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several unrelated types for a bad file
+        raise InputError(f"{path} is not a readable Parquet file ({type(e).__name__}); re-export it") from None
+    return _frame_records(table.to_pandas())
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    records = []
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                what = "not UTF-8" if "utf-8" in str(e).lower() else "not valid JSON"
+                raise InputError(f"{path}:{lineno} is {what}; fix or remove that line") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{path}:{lineno} is a JSON {type(obj).__name__}, not an object")
+            records.append(obj)
+    return records
+
+
+_READERS = {"pickle": read_pickle, "csv": read_csv, "jsonl": read_jsonl, "parquet": read_parquet}
+
+
+def detect_format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"{path}: unknown file type {path.suffix or '(none)'!r}; use one of {', '.join(sorted(FORMATS))}"
+        )
+    return fmt
+
+
+def check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path} does not exist; check the path given to --data")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give a dataset file (.pkl, .csv, .jsonl or .parquet)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty; give a dataset file with records")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path} is not readable; check its permissions")
+
+
+def read_records(path: str | os.PathLike) -> Sequence[Record]:
+    """Read any supported dataset file into a sequence of dict records."""
+    path = Path(path)
+    check_readable(path)
+    records = _READERS[detect_format(path)](path)
+    if len(records) == 0:
+        raise InputError(f"{path} holds no records; give a dataset with at least one item")
+    return records
+
+
+def field_names(records: Sequence[Record], sample: int = 1000) -> tuple[str, ...]:
+    names: dict[str, None] = {}
+    step = max(1, len(records) // sample)
+    for i in range(0, len(records), step):
+        names.update(dict.fromkeys(records[i]))
+    return tuple(names)
+
+
+# ------------------------------------------------------------------- one read per process and content
+_memo: dict[str, Sequence[Record]] = {}
+
+
+def _remember(digest: str, records: Sequence[Record]) -> Sequence[Record]:
+    # Keep the training and a separate validation dataset, not every dataset this process ever read.
+    while len(_memo) >= 2:
+        _memo.pop(next(iter(_memo)))
+    _memo[digest] = records
+    return records
+
+
+def describe(path: str | os.PathLike) -> tuple[DatasetRef, Sequence[Record]]:
+    """Hash and read ``path``; remember its records for :func:`records_for` in this process."""
+    path = Path(path).resolve()
+    check_readable(path)
+    fmt = detect_format(path)
+    digest = sha256_file(path)
+    records = _memo.get(digest)
+    if records is None:
+        records = _remember(digest, read_records(path))
+    ref = DatasetRef(path=str(path), sha256=digest, format=fmt, size_bytes=path.stat().st_size,
+                     records=len(records), fields=field_names(records))
+    return ref, records
+
+
+def records_for(ref: DatasetRef) -> Sequence[Record]:
+    """The records of a dataset this process described, or read again (and check it did not change)."""
+    if ref.sha256 in _memo:
+        return _memo[ref.sha256]
+    if not Path(ref.path).is_file() or sha256_file(ref.path) != ref.sha256:
+        raise InputError(f"{ref.path} changed or vanished since it was loaded; run again")
+    return _remember(ref.sha256, read_records(ref.path))
+
+
+# ----------------------------------------------------------------------------------------------- task
+@task(
+    name="load",
+    cache_policy=INPUTS + TASK_SOURCE + FileContent(params=["path"]),
+    persist_result=True,
+)
+def load_dataset(path: str) -> DatasetRef:
+    """Read the dataset once and return a reference to it (path, sha256, record count, field names)."""
+    from prefect import get_run_logger
+
+    ref, _ = describe(path)
+    get_run_logger().info(
+        "Loaded %s records (%s, %.1f MB, sha256 %s) from %s; fields: %s",
+        f"{ref.records:,}", ref.format, ref.size_bytes / 1e6, ref.sha256[:12], ref.path, ", ".join(ref.fields),
+    )
+    return ref

@@ -1,0 +1,78 @@
+"""Split: decide which records become training and which validation examples.
+
+Pure part: :func:`plan_split` turns a :class:`SplitConfig` into a :class:`SplitPlan` of two slices (no
+data is copied); :func:`slice_indices` says which record positions a slice covers. Training and
+validation from one dataset are disjoint ranges of the same order, so they never share a record.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from ftprep.errors import InputError
+from ftprep.models import DatasetRef, Slice, SplitConfig, SplitPlan
+
+
+def _check_fits(name: str, option: str, start: int, count: int, ref: DatasetRef) -> None:
+    if start + count > ref.records:
+        raise InputError(
+            f"{name} needs records {start}..{start + count - 1} but {ref.path} has {ref.records:,}; "
+            f"lower {option} (or its offset) to at most {max(ref.records - start, 0):,}"
+        )
+
+
+def plan_split(data: DatasetRef, config: SplitConfig, validation_data: DatasetRef | None = None) -> SplitPlan:
+    seed = config.seed if config.shuffle else None
+    _check_fits("training", "--train-size", config.train_offset, config.train_size, data)
+    train = Slice(dataset=data, start=config.train_offset, count=config.train_size, seed=seed)
+    if config.validation_size == 0:
+        return SplitPlan(train=train, validation=None)
+
+    if validation_data is not None and validation_data.sha256 != data.sha256:
+        source, start = validation_data, config.validation_offset or 0
+    else:
+        source = data
+        start = config.validation_offset
+        if start is None:
+            start = config.train_offset + config.train_size
+        t0, t1 = train.start, train.start + train.count
+        if start < t1 and t0 < start + config.validation_size:
+            raise InputError(
+                f"validation records {start}..{start + config.validation_size - 1} overlap training records "
+                f"{t0}..{t1 - 1}; move --validation-offset past {t1 - 1} or shrink the sizes"
+            )
+    _check_fits("validation", "--validation-size", start, config.validation_size, source)
+    return SplitPlan(train=train, validation=Slice(dataset=source, start=start, count=config.validation_size,
+                                                    seed=seed))
+
+
+@lru_cache(maxsize=4)
+def _permutation(n: int, seed: int) -> tuple[int, ...]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return tuple(order)
+
+
+def slice_indices(s: Slice) -> range | tuple[int, ...]:
+    """Record positions of a slice, in output order."""
+    if s.seed is None:
+        return range(s.start, s.start + s.count)
+    return _permutation(s.dataset.records, s.seed)[s.start : s.start + s.count]
+
+
+@task(name="split", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+def split_dataset(data: DatasetRef, config: SplitConfig, validation_data: DatasetRef | None = None) -> SplitPlan:
+    """Plan training and validation slices (positions only; no records are copied)."""
+    plan = plan_split(data, config, validation_data)
+    v = plan.validation
+    get_run_logger().info(
+        "Split: training = %s records from position %s of %s; validation = %s%s",
+        f"{plan.train.count:,}", plan.train.start, plan.train.dataset.path,
+        f"{v.count:,} records from position {v.start} of {v.dataset.path}" if v else "none",
+        f" (shuffled with seed {plan.train.seed})" if plan.train.seed is not None else " (file order)",
+    )
+    return plan

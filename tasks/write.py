@@ -1,0 +1,132 @@
+"""Write: stream every selected record through the template into JSONL files, atomically.
+
+Pure part: :func:`write_jsonl` renders and writes one slice to a temporary file beside the target,
+hashing as it goes; :func:`write_split` writes both files and renames them into place only when both
+are complete, so a failure leaves no partial file. Nothing holds more than one chunk of output in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from ftprep.errors import InputError
+from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
+
+FILE_NAMES = {"train": "fine_tune_train.jsonl", "validation": "fine_tune_validation.jsonl"}
+CHUNK_LINES = 2000
+
+Progress = Callable[[str, int, int], None]
+
+
+def write_jsonl(
+    target: Path,
+    records: Sequence[Mapping[str, Any]],
+    indices: Sequence[int],
+    render: Callable[[Mapping[str, Any], int], bytes],
+    progress: Progress | None = None,
+    role: str = "train",
+) -> tuple[Path, str, int]:
+    """Write ``render(records[i], i)`` for each i to a temporary file beside ``target``.
+
+    Returns (temporary path, sha256, bytes). The caller renames it into place.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as f:
+            total = len(indices)
+            for start in range(0, total, CHUNK_LINES):
+                chunk = b"".join([render(records[i], i) for i in indices[start : start + CHUNK_LINES]])
+                digest.update(chunk)
+                f.write(chunk)
+                size += len(chunk)
+                if progress:
+                    progress(role, min(start + CHUNK_LINES, total), total)
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return Path(tmp), digest.hexdigest(), size
+
+
+def check_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"output folder {out_dir} cannot be created ({e.strerror}); choose another --out") from None
+    if not out_dir.is_dir():
+        raise InputError(f"output folder {out_dir} is not a folder; choose another --out")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {out_dir} is not writable; choose another --out or fix its permissions")
+
+
+def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, progress: Progress | None = None) -> WrittenFiles:
+    from tasks.format import compile_template
+    from tasks.load import records_for
+    from tasks.split import slice_indices
+
+    out_dir = out_dir.resolve()
+    check_out_dir(out_dir)
+    render = compile_template(fmt.template)
+    slices: dict[str, Slice] = {"train": plan.train}
+    if plan.validation is not None:
+        slices["validation"] = plan.validation
+    temps: dict[str, tuple[Path, str, int]] = {}
+    with ExitStack() as cleanup:
+        for role, s in slices.items():
+            temps[role] = write_jsonl(out_dir / FILE_NAMES[role], records_for(s.dataset), slice_indices(s),
+                                      render, progress, role)
+            cleanup.callback(lambda p=temps[role][0]: p.unlink(missing_ok=True))
+        written = {}
+        for role, (tmp, sha, size) in temps.items():
+            target = out_dir / FILE_NAMES[role]
+            os.replace(tmp, target)
+            written[role] = WrittenFile(role=role, path=str(target), sha256=sha, bytes=size,
+                                        examples=slices[role].count, mtime_ns=target.stat().st_mtime_ns)
+        if plan.validation is None:
+            (out_dir / FILE_NAMES["validation"]).unlink(missing_ok=True)  # not a stale one from an earlier run
+    return WrittenFiles(train=written["train"], validation=written.get("validation"), out_dir=str(out_dir))
+
+
+def files_intact(files: WrittenFiles) -> bool:
+    """Are the files still as written? (size and modification time; cheap enough to ask on every run)"""
+    for f in files.files():
+        try:
+            st = os.stat(f.path)
+        except OSError:
+            return False
+        if st.st_size != f.bytes or st.st_mtime_ns != f.mtime_ns:
+            return False
+    return True
+
+
+@task(name="write", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str) -> WrittenFiles:
+    """Stream the training and validation examples into JSONL files (temporary file, then rename)."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    last = [started]
+
+    def progress(role: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total or now - last[0] >= 5:
+            last[0] = now
+            logger.info("Writing %s examples: %s of %s (%.0f%%)", role, f"{done:,}", f"{total:,}", 100 * done / total)
+
+    files = write_split(plan, fmt, Path(out_dir), progress)
+    for f in files.files():
+        logger.info("Wrote %s: %s examples, %.1f MB, sha256 %s", f.path, f"{f.examples:,}", f.bytes / 1e6, f.sha256)
+    logger.info("Formatted and wrote %s examples in %.2f s",
+                f"{sum(f.examples for f in files.files()):,}", time.perf_counter() - started)
+    return files
