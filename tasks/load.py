@@ -8,7 +8,9 @@ file, reads it once and returns a small :class:`DatasetRef`; later tasks get the
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
+import json
 import math
 import os
 import pickle
@@ -103,9 +105,7 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("builtins", "bytearray"): bytearray,
     ("builtins", "complex"): complex,
     ("builtins", "object"): object,
-    ("__builtin__", "set"): set,
     ("copyreg", "_reconstructor"): _reconstructor,
-    ("copy_reg", "_reconstructor"): _reconstructor,
     ("_codecs", "encode"): _latin1_encode,
     ("numpy", "dtype"): _NumpyDtype,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
@@ -121,6 +121,10 @@ class _SafeUnpickler(pickle.Unpickler):
         self._placeholders: dict[tuple[str, str], type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names in protocol 0-2 pickles (what the standard find_class maps for fix_imports)
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _SAFE_GLOBALS:
             return _SAFE_GLOBALS[(module, name)]
         if name in _SAFE_MODULE_TYPES.get(module, ()):
@@ -219,6 +223,13 @@ def read_parquet(path: Path) -> ColumnRecords:
     return _frame_records(table.to_pandas())
 
 
+def _lenient_json(line: bytes) -> Any:
+    try:
+        return json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
 def read_jsonl(path: Path) -> list[Record]:
     records = []
     with open(path, "rb") as f:
@@ -228,8 +239,10 @@ def read_jsonl(path: Path) -> list[Record]:
             try:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError as e:
-                what = "not UTF-8" if "utf-8" in str(e).lower() else "not valid JSON"
-                raise InputError(f"{path}:{lineno} is {what}; fix or remove that line") from None
+                obj = _lenient_json(line)  # NaN/Infinity, as Python's json writes them: checked later
+                if obj is None:
+                    what = "not UTF-8" if "utf-8" in str(e).lower() else "not valid JSON"
+                    raise InputError(f"{path}:{lineno} is {what}; fix or remove that line") from None
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{lineno} is a JSON {type(obj).__name__}, not an object")
             records.append(obj)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from ftprep.errors import InputError
+from ftprep.models import DatasetRef, SplitConfig
+from tasks.split import plan_split, slice_indices
+
+
+def ref(n: int, sha: str = "a" * 64) -> DatasetRef:
+    return DatasetRef(path=f"/data/{sha[:4]}.pkl", sha256=sha, format="pickle", size_bytes=1, records=n,
+                      fields=("title",))
+
+
+def test_reference_split_is_items_0_500_and_500_550():
+    plan = plan_split(ref(1000), SplitConfig())
+    assert slice_indices(plan.train) == range(0, 500)
+    assert slice_indices(plan.validation) == range(500, 550)
+
+
+def test_offsets():
+    plan = plan_split(ref(100), SplitConfig(train_size=10, validation_size=5, train_offset=20, validation_offset=0))
+    assert list(slice_indices(plan.train)) == list(range(20, 30))
+    assert list(slice_indices(plan.validation)) == list(range(0, 5))
+
+
+def test_seeded_shuffle_is_deterministic_and_disjoint():
+    config = SplitConfig(train_size=60, validation_size=40, shuffle=True, seed=7)
+    a, b = plan_split(ref(100), config), plan_split(ref(100), config)
+    train, val = list(slice_indices(a.train)), list(slice_indices(a.validation))
+    assert train == list(slice_indices(b.train)) and val == list(slice_indices(b.validation))
+    assert not set(train) & set(val) and len(set(train) | set(val)) == 100
+    assert train != list(range(60))
+    other = plan_split(ref(100), config.model_copy(update={"seed": 8}))
+    assert list(slice_indices(other.train)) != train
+
+
+def test_separate_validation_dataset_starts_at_zero():
+    plan = plan_split(ref(500), SplitConfig(train_size=500, validation_size=50), ref(60, "b" * 64))
+    assert plan.validation.dataset.sha256 == "b" * 64
+    assert slice_indices(plan.validation) == range(0, 50)
+
+
+def test_zero_validation_size_means_no_validation_file():
+    assert plan_split(ref(10), SplitConfig(train_size=10, validation_size=0)).validation is None
+
+
+@pytest.mark.parametrize(
+    "n, config, message",
+    [
+        (100, dict(train_size=500), r"training needs records 0\.\.499 but .* has 100; lower --train-size"),
+        (520, dict(), r"validation needs records 500\.\.549 but .* has 520; lower --validation-size"),
+        (100, dict(train_size=50, validation_size=10, validation_offset=45), "overlap training records 0..49"),
+    ],
+)
+def test_requests_larger_than_data_or_overlapping(n, config, message):
+    with pytest.raises(InputError, match=message):
+        plan_split(ref(n), SplitConfig(**config))
+
+
+@pytest.mark.parametrize("field, value", [("train_size", 0), ("train_size", -5), ("validation_size", -1)])
+def test_zero_or_negative_sizes(field, value):
+    with pytest.raises(InputError, match=f"--{field.replace('_', '-')} is {value}"):
+        SplitConfig(**{field: value})
