@@ -119,7 +119,9 @@ def _parse(text: str, where: str) -> list[_Piece]:
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as e:
-        raise TemplateError(f"template {where} is invalid ({e}); write fields as {{name}} and braces as {{{{ }}}}")
+        raise TemplateError(
+            f"template {where} is invalid ({e}); write fields as {{name}} and braces as {{{{ }}}}"
+        ) from None
     pieces = []
     for literal, name, spec, conversion in parsed:
         if name is not None:
