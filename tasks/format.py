@@ -48,12 +48,20 @@ PRESETS: dict[str, Template] = {
 # ------------------------------------------------------------------------------------ derived fields
 def test_prompt(record: Mapping[str, Any]) -> str:
     """The course's ``Item.test_prompt()``: the prompt cut just after ``"Price is $"``."""
-    return _prompt(record).split(PRICE_PREFIX)[0] + PRICE_PREFIX
+    return _cut(_prompt(record))
+
+
+def _cut(prompt: str) -> str:
+    # prompt.split(PREFIX)[0] == prompt.partition(PREFIX)[0], without splitting the rest
+    return prompt.partition(PRICE_PREFIX)[0] + PRICE_PREFIX
 
 
 def course_question(record: Mapping[str, Any]) -> str:
     """The reference user message: the test prompt without " to the nearest dollar" and "\\n\\nPrice is $"."""
-    return test_prompt(record).replace(" to the nearest dollar", "").replace("\n\nPrice is $", "")
+    prompt = record.get("prompt")
+    if type(prompt) is not str or not prompt:
+        prompt = _prompt(record)
+    return _cut(prompt).replace(" to the nearest dollar", "").replace("\n\nPrice is $", "")
 
 
 def _prompt(record: Mapping[str, Any]) -> str:
@@ -170,6 +178,8 @@ def _getter(name: str, spec: str, nonnegative: bool) -> Callable[[Mapping[str, A
             value = record[name] if derived is None or name in record else derived(record)
         except KeyError:
             raise _RecordError(name, "is missing") from None
+        if type(value) is str and not spec:
+            return value  # the common case, first
         if value is None:
             raise _RecordError(name, "is empty (None/NaN)")
         if isinstance(value, float) and not math.isfinite(value):
@@ -186,11 +196,11 @@ def _getter(name: str, spec: str, nonnegative: bool) -> Callable[[Mapping[str, A
     return get
 
 
-def _compile_text(text: str, where: str, nonnegative: tuple[str, ...]) -> Callable[[Mapping[str, Any]], str]:
+def _compile_text(text: str, where: str, nonnegative: tuple[str, ...]) -> Callable[[Mapping[str, Any]], str] | str:
+    """A function ``record -> text``, or the text itself when the template has no fields."""
     pieces = _parse(text, where)
     if all(name is None for _, name, _ in pieces):
-        constant = "".join(lit for lit, _, _ in pieces).replace("{{", "{").replace("}}", "}")
-        return lambda record: constant
+        return "".join(lit for lit, _, _ in pieces)
     parts = [(lit, _getter(name, spec, name in nonnegative) if name else None) for lit, name, spec in pieces]
     if len(parts) == 1 and not parts[0][0]:
         return parts[0][1]  # the whole text is one field
@@ -200,28 +210,39 @@ def _compile_text(text: str, where: str, nonnegative: tuple[str, ...]) -> Callab
     return lambda record: "".join(lit + get(record) if get else lit for lit, get in parts)
 
 
-def compile_template(template: Template) -> Callable[[Mapping[str, Any], int], bytes]:
-    """Return ``render(record, position) -> one JSONL line (bytes, with newline)``.
+def _message(role: str, content: Callable[[Mapping[str, Any]], str] | str) -> Callable[[Mapping[str, Any]], bytes]:
+    # Each message is serialised on its own: orjson for the content string, constant bytes around it.
+    head = b'{"role":' + orjson.dumps(role) + b',"content":'
+    if isinstance(content, str):
+        whole = head + orjson.dumps(content) + b"}"
+        return lambda record: whole
+    dumps = orjson.dumps
+    return lambda record: head + dumps(content(record)) + b"}"
 
+
+def compile_template(template: Template) -> Callable[[Mapping[str, Any], int], bytes]:
+    """Return ``render(record, position) -> one JSONL line`` (bytes ending in a newline).
+
+    The line is ``{"messages":[...]}`` with a system (if the template has one), user and assistant message.
     A record that cannot be rendered raises :class:`TemplateError` naming its position and field.
     """
-    system = _compile_text(template.system, "system", template.nonnegative) if template.system is not None else None
-    user = _compile_text(template.user, "user", template.nonnegative)
-    assistant = _compile_text(template.assistant, "assistant", template.nonnegative)
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    nonneg = template.nonnegative
+    messages = [_message(role, _compile_text(text, role, nonneg))
+                for role, text in (("system", template.system), ("user", template.user),
+                                   ("assistant", template.assistant)) if text is not None]
+    first, rest = messages[0], messages[1:]
 
     def render(record: Mapping[str, Any], position: int) -> bytes:
         try:
-            messages = [{"role": "user", "content": user(record)},
-                        {"role": "assistant", "content": assistant(record)}]
-            if system is not None:
-                messages.insert(0, {"role": "system", "content": system(record)})
+            line = b'{"messages":[' + first(record)
+            for message in rest:
+                line += b"," + message(record)
         except _RecordError as e:
             raise TemplateError(
                 f"record {position}: field {e.field!r} {e.problem}; fix or drop that record "
                 f"(template {template.name!r})"
             ) from None
-        return dumps({"messages": messages}, option=newline)
+        return line + b"]}\n"
 
     return render
 

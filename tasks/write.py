@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -28,6 +30,37 @@ CHUNK_LINES = 2000
 Progress = Callable[[str, int, int], None]
 
 
+class _Sink:
+    """Hashes and writes chunks on a second thread (both release the GIL) while the caller renders."""
+
+    def __init__(self, f) -> None:
+        self.digest, self.size, self._f, self._error = hashlib.sha256(), 0, f, None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)  # bounds memory to a few chunks
+        self._thread = threading.Thread(target=self._run, name="ftprep-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.digest.update(chunk)
+                    self._f.write(chunk)
+                    self.size += len(chunk)
+                except BaseException as e:  # noqa: BLE001 - handed to the caller in close()
+                    self._error = e
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def write_jsonl(
     target: Path,
     records: Sequence[Mapping[str, Any]],
@@ -41,23 +74,22 @@ def write_jsonl(
     Returns (temporary path, sha256, bytes). The caller renames it into place.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    digest = hashlib.sha256()
-    size = 0
     try:
         with os.fdopen(fd, "wb", buffering=0) as f:
-            total = len(indices)
-            for start in range(0, total, CHUNK_LINES):
-                chunk = b"".join([render(records[i], i) for i in indices[start : start + CHUNK_LINES]])
-                digest.update(chunk)
-                f.write(chunk)
-                size += len(chunk)
-                if progress:
-                    progress(role, min(start + CHUNK_LINES, total), total)
+            sink = _Sink(f)
+            try:
+                total = len(indices)
+                for start in range(0, total, CHUNK_LINES):
+                    sink.put(b"".join([render(records[i], i) for i in indices[start : start + CHUNK_LINES]]))
+                    if progress:
+                        progress(role, min(start + CHUNK_LINES, total), total)
+            finally:
+                sink.close()
             os.fsync(f.fileno())
     except BaseException:
         os.unlink(tmp)
         raise
-    return Path(tmp), digest.hexdigest(), size
+    return Path(tmp), sink.digest.hexdigest(), sink.size
 
 
 def check_out_dir(out_dir: Path) -> None:
