@@ -1,10 +1,26 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.openai_stub import StubOpenAI
+# Before Prefect is imported anywhere: a private Prefect home (results, cache keys, local storage) for this
+# test session, no telemetry, fast retries, offline token counting, and none of the developer's OpenAI
+# settings: no test may use a real key or reach api.openai.com.
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="ftprep-tests-prefect-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["FTPREP_RETRY_BASE_SECONDS"] = "0.05"
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken-cache"))
+for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+    os.environ.pop(name, None)
+
+from tests.openai_stub import StubOpenAI  # noqa: E402
 
 
 @pytest.fixture
@@ -12,3 +28,30 @@ def openai_stub() -> Iterator[StubOpenAI]:
     """A fresh OpenAI Files/Uploads API stub on 127.0.0.1 (random port); ``.base_url`` ends in ``/v1``."""
     with StubOpenAI() as stub:
         yield stub
+
+
+@pytest.fixture
+def openai_env(openai_stub, monkeypatch) -> StubOpenAI:
+    """Settings that point the real SDK at the stub, as a user's environment would."""
+    monkeypatch.setenv("OPENAI_API_KEY", openai_stub.api_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_stub.base_url)
+    return openai_stub
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """Prefect for real: a temporary API server (with its own database) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="session")
+def sample_pickle(tmp_path_factory) -> Path:
+    """The bundled sample: 600 course-shaped ``items.Item`` objects, made as ``make run`` makes them."""
+    from ftprep.sample import write_pickle
+
+    path = tmp_path_factory.mktemp("sample") / "items.pkl"
+    write_pickle(path, 600)
+    return path

@@ -1,0 +1,104 @@
+"""The prepare flow under a real Prefect API server, uploading through the real SDK to the stub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.variables import Variable
+
+from flows.prepare import prepare
+from ftprep.models import PrepareResult, SplitConfig
+from tasks.publish import ARTIFACT_KEY, VARIABLE_NAME
+from tests import reference_notebook as nb
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def states_by_task(flow_run_id) -> dict[str, list[str]]:
+    """Task name (``load``, ``upload``, ...) -> the final state names of its runs in one flow run."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    out: dict[str, list[str]] = {}
+    for r in runs:
+        out.setdefault(r.name.rsplit("-", 1)[0], []).append(r.state.name)
+    return out
+
+
+def test_full_run_uploads_persists_and_second_run_is_cached(tmp_path, monkeypatch, openai_env, sample_pickle):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+
+    state = prepare(data=str(sample_pickle), out=str(out), return_state=True)
+    assert state.is_completed(), state.message
+    result: PrepareResult = state.result()
+
+    # Two files went up, as fine-tune files, with exactly the bytes written locally.
+    posts = [r for r in openai_env.requests if r.method == "POST" and r.path == "/v1/files"]
+    assert len(posts) == 2 and {p.form["purpose"] for p in posts} == {"fine-tune"}
+    stored = {f.id: f for f in openai_env.files_for("fine-tune")}
+    assert {f.role for f in result.uploaded} == {"train", "validation"}
+    for remote in result.uploaded:
+        local = Path(getattr(result.files, remote.role).path).read_bytes()
+        assert stored[remote.id].read_bytes() == local
+        assert remote.sha256 == hashlib.sha256(local).hexdigest() and remote.bytes == len(local)
+        assert remote.status == "processed" and remote.purpose == "fine-tune" and not remote.reused
+    assert result.files.train.examples == 500 and result.files.validation.examples == 50
+
+    # Every written line is the course notebook's formatting of items[0:500] and items[500:550].
+    from ftprep.sample import generate_items
+
+    items = [nb.Item(r) for r in generate_items(600)]
+    for role, chunk in (("train", items[:500]), ("validation", items[500:550])):
+        lines = Path(getattr(result.files, role).path).read_text().splitlines()
+        assert [json.loads(x) for x in lines] == [json.loads(x) for x in nb.make_jsonl(chunk).split("\n")]
+
+    # Persisted: the flow run's result reads back from storage through the API as the same object.
+    with get_client(sync_client=True) as client:
+        api_state = client.read_flow_run(state.state_details.flow_run_id).state
+    assert PrepareResult.model_validate(api_state.result()) == result
+    # ... in the Variable, the artifact and the manifest beside the files.
+    value = Variable.get(VARIABLE_NAME)
+    assert value["train_file_id"] == result.remote_file("train").id
+    assert value["validation_file_id"] == result.remote_file("validation").id
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])),
+                                            limit=1, sort="CREATED_DESC")
+    table = artifact.data if isinstance(artifact.data, list) else json.loads(artifact.data)
+    assert {row["file_id"] for row in table} == {f.id for f in result.uploaded}
+    manifest = PrepareResult.model_validate_json((out / "manifest.json").read_text())
+    assert manifest == result
+
+    # Second identical run: nothing uploaded, the same file objects back, and the work shows as Cached.
+    openai_env.reset_records()
+    state2 = prepare(data=str(sample_pickle), out=str(out), return_state=True)
+    assert state2.is_completed(), state2.message
+    assert state2.result().uploaded == result.uploaded
+    assert openai_env.count("POST", "/v1/files") == 0 and len(openai_env.files_for()) == 2
+    states = states_by_task(state2.state_details.flow_run_id)
+    for name in ("load", "split", "format", "write", "upload"):
+        assert states[name] and set(states[name]) == {"Cached"}, (name, states)
+
+
+def test_rewrites_files_that_changed_since_the_cached_write(tmp_path, monkeypatch, sample_pickle):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    first = prepare(data=str(sample_pickle), out=str(out), upload=False)
+    (out / "fine_tune_train.jsonl").write_text("edited by hand\n")
+    second = prepare(data=str(sample_pickle), out=str(out), upload=False)
+    assert (out / "fine_tune_train.jsonl").read_bytes() != b"edited by hand\n"
+    assert hashlib.sha256((out / "fine_tune_train.jsonl").read_bytes()).hexdigest() == first.files.train.sha256
+    assert second.files.train.sha256 == first.files.train.sha256
+
+
+def test_no_key_writes_files_and_skips_upload(tmp_path, monkeypatch, sample_pickle, openai_stub):
+    monkeypatch.chdir(tmp_path)
+    result = prepare(data=str(sample_pickle), out=str(tmp_path / "out"),
+                     split=SplitConfig(train_size=100, validation_size=20, shuffle=True, seed=3))
+    assert result.uploaded == () and "OPENAI_API_KEY is not set" in result.upload_skipped_reason
+    assert result.files.train.examples == 100 and result.files.validation.examples == 20
+    assert openai_stub.requests == []
