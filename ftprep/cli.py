@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ftprep.errors import FtprepError
+from ftprep.errors import FtprepError, InputError
 
 
 class _HideExpectedTracebacks(logging.Filter):
@@ -55,12 +55,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _preflight(args: argparse.Namespace) -> None:
+    """Catch the common mistakes (a wrong path, an unknown template) before Prefect starts."""
+    from pathlib import Path
+
+    from tasks.format import resolve_template, template_fields
+    from tasks.load import check_readable, detect_format
+
+    for option, value in (("--data", args.data), ("--validation-data", args.validation_data)):
+        if value is not None:
+            check_readable(Path(value), option)
+            detect_format(Path(value))
+    template_fields(resolve_template(args.template))
+    out = Path(args.out).resolve()
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"output folder {out} cannot be created: {existing} is a file; choose another --out")
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from ftprep.models import SplitConfig
 
     split = SplitConfig(train_size=args.train_size, validation_size=args.validation_size,
                         train_offset=args.train_offset, validation_offset=args.validation_offset,
                         shuffle=args.shuffle, seed=args.seed)
+    _preflight(args)
     from flows.prepare import prepare  # imports Prefect: keep --help fast
 
     hide_expected_tracebacks()

@@ -261,9 +261,9 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def check_readable(path: Path) -> None:
+def check_readable(path: Path, option: str = "") -> None:
     if not path.exists():
-        raise InputError(f"{path} does not exist; check the path given to --data")
+        raise InputError(f"{path} does not exist; check the path{' given to ' + option if option else ''}")
     if path.is_dir():
         raise InputError(f"{path} is a directory; give a dataset file (.pkl, .csv, .jsonl or .parquet)")
     if path.stat().st_size == 0:
