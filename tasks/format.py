@@ -12,7 +12,7 @@ import json
 import math
 import string
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,81 +170,129 @@ class _RecordError(Exception):
         self.field, self.problem = field, problem
 
 
-def _getter(name: str, spec: str, nonnegative: bool) -> Callable[[Mapping[str, Any]], str]:
-    derived = DERIVED.get(name, (None,))[0]
-
-    def get(record: Mapping[str, Any]) -> str:
-        try:
-            value = record[name] if derived is None or name in record else derived(record)
-        except KeyError:
-            raise _RecordError(name, "is missing") from None
-        if type(value) is str and not spec:
-            return value  # the common case, first
-        if value is None:
-            raise _RecordError(name, "is empty (None/NaN)")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _RecordError(name, f"is {value}")
-        if nonnegative and isinstance(value, (int, float)) and value < 0:
-            raise _RecordError(name, f"is negative ({value})")
-        if not spec:
-            return value if isinstance(value, str) else str(value)
-        try:
-            return format(value, spec)
-        except (ValueError, TypeError):
-            raise _RecordError(name, f"is {value!r}, which does not fit format {{:{spec}}}") from None
-
-    return get
+def _convert(value: Any, name: str, spec: str, nonnegative: bool) -> str:
+    """The slow, careful path from a field value to text (the generated fast path handles plain cases)."""
+    if value is None:
+        raise _RecordError(name, "is empty (None/NaN)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _RecordError(name, f"is {value}")
+    if nonnegative and isinstance(value, (int, float)) and value < 0:
+        raise _RecordError(name, f"is negative ({value})")
+    if not spec:
+        return value if isinstance(value, str) else str(value)
+    try:
+        return format(value, spec)
+    except (ValueError, TypeError):
+        raise _RecordError(name, f"is {value!r}, which does not fit format {{:{spec}}}") from None
 
 
-def _compile_text(text: str, where: str, nonnegative: tuple[str, ...]) -> Callable[[Mapping[str, Any]], str] | str:
-    """A function ``record -> text``, or the text itself when the template has no fields."""
-    pieces = _parse(text, where)
-    if all(name is None for _, name, _ in pieces):
-        return "".join(lit for lit, _, _ in pieces)
-    parts = [(lit, _getter(name, spec, name in nonnegative) if name else None) for lit, name, spec in pieces]
-    if len(parts) == 1 and not parts[0][0]:
-        return parts[0][1]  # the whole text is one field
-    if len(parts) == 1:
-        lit, get = parts[0]
-        return lambda record: lit + get(record)
-    return lambda record: "".join(lit + get(record) if get else lit for lit, get in parts)
+class Renderer:
+    """``render(record, position)`` gives one JSONL line; ``render.chunk(records, positions)`` many, joined.
 
-
-def _message(role: str, content: Callable[[Mapping[str, Any]], str] | str) -> Callable[[Mapping[str, Any]], bytes]:
-    # Each message is serialised on its own: orjson for the content string, constant bytes around it.
-    head = b'{"role":' + orjson.dumps(role) + b',"content":'
-    if isinstance(content, str):
-        whole = head + orjson.dumps(content) + b"}"
-        return lambda record: whole
-    dumps = orjson.dumps
-    return lambda record: head + dumps(content(record)) + b"}"
-
-
-def compile_template(template: Template) -> Callable[[Mapping[str, Any], int], bytes]:
-    """Return ``render(record, position) -> one JSONL line`` (bytes ending in a newline).
-
-    The line is ``{"messages":[...]}`` with a system (if the template has one), user and assistant message.
-    A record that cannot be rendered raises :class:`TemplateError` naming its position and field.
+    The template is compiled once into a small Python function (as :mod:`dataclasses` does for
+    ``__init__``): one loop per chunk, the field look-ups and checks inlined, each message's content
+    serialised by orjson between constant bytes. Lines are ``{"messages":[...]}`` with the system (if
+    any), user and assistant message. A record that cannot be rendered raises :class:`TemplateError`
+    naming its position and field.
     """
-    nonneg = template.nonnegative
-    messages = [_message(role, _compile_text(text, role, nonneg))
-                for role, text in (("system", template.system), ("user", template.user),
-                                   ("assistant", template.assistant)) if text is not None]
-    first, rest = messages[0], messages[1:]
 
-    def render(record: Mapping[str, Any], position: int) -> bytes:
+    def __init__(self, template: Template):
+        self.template = template
+        body, env = _generate(template)
+        namespace: dict[str, Any] = {}
+        exec(compile(body, f"<template {template.name}>", "exec"), env, namespace)  # noqa: S102 - our own code
+        self._chunk = namespace["render_chunk"]
+        self.source = body
+
+    def chunk(self, records: Sequence[Mapping[str, Any]], positions: Sequence[int]) -> bytes:
         try:
-            line = b'{"messages":[' + first(record)
-            for message in rest:
-                line += b"," + message(record)
+            return self._chunk(records, positions)
         except _RecordError as e:
             raise TemplateError(
-                f"record {position}: field {e.field!r} {e.problem}; fix or drop that record "
-                f"(template {template.name!r})"
+                f"record {e.position}: field {e.field!r} {e.problem}; fix or drop that record "
+                f"(template {self.template.name!r})"
             ) from None
-        return line + b"]}\n"
 
-    return render
+    def __call__(self, record: Mapping[str, Any], position: int) -> bytes:
+        return self.chunk(_One(record, position), (position,))
+
+
+class _One:
+    def __init__(self, record: Mapping[str, Any], position: int):
+        self.record, self.position = record, position
+
+    def __getitem__(self, i: int) -> Mapping[str, Any]:
+        return self.record
+
+
+def _generate(template: Template) -> tuple[str, dict[str, Any]]:
+    env: dict[str, Any] = {"dumps": orjson.dumps, "convert": _convert, "RecordError": _RecordError}
+    values: list[str] = []  # lines computing s0, s1, ... (one per field occurrence)
+    segments: list[str] = []  # the expression of the line, as pieces joined by " + "
+    constant = b'{"messages":['
+    for role, text in (("system", template.system), ("user", template.user), ("assistant", template.assistant)):
+        if text is None:
+            continue
+        head = (b"," if constant != b'{"messages":[' or segments else b"") + b'{"role":' + orjson.dumps(role)
+        head += b',"content":'
+        pieces = _parse(text, role)
+        if all(name is None for _, name, _ in pieces):
+            constant += head + orjson.dumps("".join(lit for lit, _, _ in pieces)) + b"}"
+            continue
+        parts = []
+        for literal, name, spec in pieces:
+            if literal:
+                env[f"L{len(env)}"] = literal
+                parts.append(f"L{len(env) - 1}")
+            if name is None:
+                continue
+            k = len(values)
+            nonneg = name in template.nonnegative
+            fetch = f"record[{name!r}]"
+            if name in DERIVED:
+                env[f"D_{name}"] = DERIVED[name][0]
+                fetch = f"(record[{name!r}] if {name!r} in record else D_{name}(record))"
+            if spec:
+                fast = f"type(v) is float and v - v == 0.0{' and v >= 0.0' if nonneg else ''}"
+                slow = f"convert(v, f, {spec!r}, {nonneg})"
+                values.append(f"v = {fetch}; f = {name!r}\n"
+                              f"            s{k} = format(v, {spec!r}) if {fast} else {slow}")
+            else:
+                values.append(f"v = {fetch}; f = {name!r}\n"
+                              f"            s{k} = v if type(v) is str else convert(v, f, '', {nonneg})")
+            parts.append(f"s{k}")
+        env[f"C{len(env)}"] = constant + head
+        segments.append(f"C{len(env) - 1}")
+        segments.append(f"dumps({' + '.join(parts)})")
+        constant = b"}"
+    env[f"C{len(env)}"] = constant + b"]}\n"
+    segments.append(f"C{len(env) - 1}")
+    compute = "\n            ".join(values)
+    body = f"""
+def render_chunk(records, positions):
+    out = []
+    append = out.append
+    i = f = None
+    try:
+        for i in positions:
+            record = records[i]
+            {compute or 'pass'}
+            append({' + '.join(segments)})
+    except KeyError:
+        error = RecordError(f, "is missing")
+        error.position = i
+        raise error from None
+    except RecordError as error:
+        error.position = i
+        raise
+    return b"".join(out)
+"""
+    return body, env
+
+
+def compile_template(template: Template) -> Renderer:
+    """Compile a template once; see :class:`Renderer`."""
+    return Renderer(template)
 
 
 # ----------------------------------------------------------------------------------------------- task

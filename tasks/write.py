@@ -23,6 +23,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from ftprep.errors import InputError
 from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
+from tasks.format import Renderer, compile_template
 
 FILE_NAMES = {"train": "fine_tune_train.jsonl", "validation": "fine_tune_validation.jsonl"}
 CHUNK_LINES = 2000
@@ -65,11 +66,11 @@ def write_jsonl(
     target: Path,
     records: Sequence[Mapping[str, Any]],
     indices: Sequence[int],
-    render: Callable[[Mapping[str, Any], int], bytes],
+    render: Renderer,
     progress: Progress | None = None,
     role: str = "train",
 ) -> tuple[Path, str, int]:
-    """Write ``render(records[i], i)`` for each i to a temporary file beside ``target``.
+    """Write the rendered line of ``records[i]`` for each i to a temporary file beside ``target``.
 
     Returns (temporary path, sha256, bytes). The caller renames it into place.
     """
@@ -80,12 +81,11 @@ def write_jsonl(
             try:
                 total = len(indices)
                 for start in range(0, total, CHUNK_LINES):
-                    sink.put(b"".join([render(records[i], i) for i in indices[start : start + CHUNK_LINES]]))
+                    sink.put(render.chunk(records, indices[start : start + CHUNK_LINES]))
                     if progress:
                         progress(role, min(start + CHUNK_LINES, total), total)
             finally:
                 sink.close()
-            os.fsync(f.fileno())
     except BaseException:
         os.unlink(tmp)
         raise
@@ -104,7 +104,6 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, progress: Progress | None = None) -> WrittenFiles:
-    from tasks.format import compile_template
     from tasks.load import records_for
     from tasks.split import slice_indices
 
