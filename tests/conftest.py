@@ -55,3 +55,13 @@ def sample_pickle(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("sample") / "items.pkl"
     write_pickle(path, 600)
     return path
+
+
+@pytest.fixture
+def cli_env(prefect_server, tmp_path) -> dict[str, str]:
+    """Environment for running the ``ftprep`` command as a user would, against the session's Prefect API."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    return env
