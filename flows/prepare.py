@@ -1,4 +1,4 @@
-"""The prepare flow: load → split → format → write → upload → publish."""
+"""The prepare flow: load → split → format → write → validate → upload → publish."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from prefect.tasks import exponential_backoff
 
 from ftprep.client import make_client
 from ftprep.models import PrepareResult, SplitConfig
+from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.settings import load_settings
 from tasks.format import format_examples, resolve_template
 from tasks.load import load_dataset
 from tasks.publish import publish_result
 from tasks.split import split_dataset
 from tasks.upload import upload_file
+from tasks.validate import validate_written
 from tasks.write import files_intact, write_files
 
 NO_KEY = ("upload skipped: OPENAI_API_KEY is not set. Put OPENAI_API_KEY=sk-... in the environment or in .env "
@@ -27,6 +29,7 @@ def prepare(
     template: str = "course",
     out: str = "out",
     upload: bool = True,
+    model: str = DEFAULT_MODEL,
 ) -> PrepareResult:
     """Write training and validation JSONL files from a dataset and upload them for fine-tuning.
 
@@ -37,6 +40,7 @@ def prepare(
         template: A preset (course, course-summary) or a .json/.toml template file.
         out: Folder for the JSONL files and manifest.json.
         upload: Upload the files to OpenAI (needs OPENAI_API_KEY).
+        model: The model the files are for: its per-example token limit and training price.
     """
     logger = get_run_logger()
     settings = load_settings()
@@ -48,6 +52,7 @@ def prepare(
     if not files_intact(files):
         logger.info("Output files changed since they were written; writing them again")
         files = write_files.with_options(refresh_cache=True)(plan, fmt, out)
+    report = validate_written(files, model)  # errors stop the flow here, before any upload
 
     uploaded, skipped = (), None
     if not upload:
@@ -65,7 +70,7 @@ def prepare(
         futures = [uploader.submit(client, f.path, f.sha256, f.examples, f.role) for f in files.files()]
         uploaded = tuple(fut.result() for fut in futures)
 
-    result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files,
+    result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,
                            remote=settings.remote if uploaded else None, uploaded=uploaded,
                            upload_skipped_reason=skipped)
     publish_result(result)

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ftprep.errors import FtprepError, InputError
 
@@ -52,13 +53,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="output folder (default ./out)")
     p.add_argument("--upload", action=argparse.BooleanOptionalAction, default=True,
                    help="upload to OpenAI when OPENAI_API_KEY is set (default: yes)")
+    p.add_argument("--model", default=None,
+                   help="model the files are for: token limit and cost (gpt-4o-mini-2024-07-18)")
+
+    v = sub.add_parser("validate", help="check JSONL fine-tuning files before upload; exit 0 valid, 1 not valid")
+    v.add_argument("files", nargs="*", type=Path, metavar="FILE", help="JSONL files, each checked on its own")
+    v.add_argument("--train", type=Path, help="training file of a pair (checked for leakage into --validation)")
+    v.add_argument("--validation", type=Path, help="validation file of a pair")
+    v.add_argument("--model", default=None, help="model for token limits and price (gpt-4o-mini-2024-07-18)")
+    v.add_argument("--price-per-million", type=float, default=None,
+                   help="training price in USD per 1M tokens (default: ftprep's dated table)")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
-def _preflight(args: argparse.Namespace) -> None:
-    """Catch the common mistakes (a wrong path, an unknown template) before Prefect starts."""
-    from pathlib import Path
+def _validate(args: argparse.Namespace) -> int:
+    from ftprep.openai_models import DEFAULT_MODEL
+    from tasks.validate import render_text, validate_files
 
+    files = [(f, "file") for f in args.files]
+    if args.train:
+        files.append((args.train, "train"))
+    if args.validation:
+        files.append((args.validation, "validation"))
+    if not files:
+        raise InputError("no files to validate; give FILE... or --train FILE --validation FILE")
+    report = validate_files(files, model=args.model or DEFAULT_MODEL, price_per_1m=args.price_per_million)
+    print(report.model_dump_json(indent=2) if args.json else render_text(report))
+    return 0 if report.ok else 1
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Catch the common mistakes (a wrong path, an unknown template or model) before Prefect starts."""
+    from ftprep.openai_models import model_spec
     from tasks.format import resolve_template, template_fields
     from tasks.load import check_readable, detect_format
 
@@ -67,6 +94,8 @@ def _preflight(args: argparse.Namespace) -> None:
             check_readable(Path(value), option)
             detect_format(Path(value))
     template_fields(resolve_template(args.template))
+    if args.model:
+        model_spec(args.model)
     out = Path(args.out).resolve()
     existing = next(p for p in (out, *out.parents) if p.exists())
     if not existing.is_dir():
@@ -83,13 +112,19 @@ def _prepare(args: argparse.Namespace) -> int:
     from flows.prepare import prepare  # imports Prefect: keep --help fast
 
     hide_expected_tracebacks()
+    from ftprep.openai_models import DEFAULT_MODEL
+
     result = prepare(data=args.data, validation_data=args.validation_data, split=split,
-                     template=args.template, out=args.out, upload=args.upload)
+                     template=args.template, out=args.out, upload=args.upload, model=args.model or DEFAULT_MODEL)
     for f in result.files.files():
         remote = result.remote_file(f.role)
         where = f" -> {remote.id} ({'reused' if remote.reused else 'uploaded'})" if remote else ""
         print(f"{f.role:<10} {f.path}: {f.examples:,} examples, {f.bytes:,} bytes, sha256 {f.sha256[:16]}{where}")
     print(f"manifest   {os.path.join(result.files.out_dir, 'manifest.json')}")
+    if result.validation is not None:
+        from tasks.validate import render_text
+
+        print(render_text(result.validation).splitlines()[-1].replace("valid:", "validation: valid,", 1))
     if result.upload_skipped_reason:
         print(result.upload_skipped_reason)
     return 0
@@ -98,7 +133,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"prepare": _prepare}[args.command](args)
+        return {"prepare": _prepare, "validate": _validate}[args.command](args)
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -121,8 +121,69 @@ class PrepareResult(_Model):
     template: str
     files: WrittenFiles
     remote: str | None = None
+    validation: ValidationReport | None = None
     uploaded: tuple[RemoteFile, ...] = ()
     upload_skipped_reason: str | None = None
 
     def remote_file(self, role: str) -> RemoteFile | None:
         return next((f for f in self.uploaded if f.role == role), None)
+
+
+class Finding(_Model):
+    """One kind of problem in one file: a stable code, where it is, and what to do."""
+
+    code: str
+    severity: str  # "error" or "warning"
+    file: str
+    count: int
+    lines: tuple[int, ...]  # the first few line numbers (1-based); 0 for the whole file
+    message: str
+    remedy: str
+
+
+class TokenStats(_Model):
+    examples: int
+    min: int
+    median: float
+    p90: int
+    max: int
+    total: int
+    billable: int
+    over_limit: int
+
+
+class FileReport(_Model):
+    path: str
+    role: str  # "train", "validation" or "file"
+    examples: int
+    tokens: TokenStats | None = None
+
+
+class ValidationReport(_Model):
+    """What ``ftprep validate`` and the flow's validate task found, with token statistics and a cost estimate."""
+
+    model: str
+    encoding: str
+    token_counts_estimated: str | None = None  # why counts are estimates, when they are
+    files: tuple[FileReport, ...]
+    findings: tuple[Finding, ...]
+    epochs: int | None = None
+    billable_tokens: int | None = None
+    price_per_1m_tokens: float | None = None
+    price_as_of: str | None = None
+    estimated_cost_usd: float | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum(f.count for f in self.findings if f.severity == "error")
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.count for f in self.findings if f.severity == "warning")
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+
+PrepareResult.model_rebuild()

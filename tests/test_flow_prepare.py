@@ -102,3 +102,24 @@ def test_no_key_writes_files_and_skips_upload(tmp_path, monkeypatch, sample_pick
     assert result.uploaded == () and "OPENAI_API_KEY is not set" in result.upload_skipped_reason
     assert result.files.train.examples == 100 and result.files.validation.examples == 20
     assert openai_stub.requests == []
+
+
+def test_invalid_output_fails_at_validate_and_uploads_nothing(tmp_path, monkeypatch, openai_env):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "answer": "" if i % 2 else f"a{i}"}) + "\n"
+                            for i in range(40)))
+    template = tmp_path / "qa.toml"
+    template.write_text('user = "{question}"\nassistant = "{answer}"\n')
+    state = prepare(data=str(data), template=str(template), out=str(tmp_path / "out"),
+                    split=SplitConfig(train_size=20, validation_size=10), return_state=True)
+    assert state.is_failed()
+    assert "validation failed" in state.message and "empty_content" in state.message
+    states = states_by_task(state.state_details.flow_run_id)
+    assert states["validate"] == ["Failed"] and "upload" not in states
+    assert openai_env.count("POST") == 0 and openai_env.files_for() == []
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ftprep-validation"])), limit=1,
+            sort="CREATED_DESC")
+    assert "`empty_content`" in artifact.data and "NOT valid" in artifact.data

@@ -1,0 +1,450 @@
+"""Validate: nothing malformed, duplicated or leaked reaches OpenAI, and what the data will cost.
+
+Pure part: :func:`check_example` checks one line; :func:`validate_files` streams one or two JSONL files
+(any chat fine-tuning file, not only ours) through it on both cores, adds the file-level checks
+(minimum size, duplicates, training/validation leakage) and token statistics, and returns a
+:class:`ValidationReport`; :func:`render_text` and :func:`render_markdown` show it. Every check has a
+stable code in :data:`CHECKS` with its severity and a one-line remedy. Task part:
+:func:`validate_written` runs after write and before upload; errors stop the flow there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prefect import get_run_logger, task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from ftprep.errors import FtprepError, InputError
+from ftprep.models import FileReport, Finding, TokenStats, ValidationReport, WrittenFiles
+from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
+from ftprep.tokens import count_chat_tokens, text_counter
+
+ERROR, WARNING = "error", "warning"
+
+# code -> (severity, what is wrong, what to do)
+CHECKS: dict[str, tuple[str, str, str]] = {
+    "bom": (ERROR, "file starts with a UTF-8 byte-order mark", "save the file as UTF-8 without BOM"),
+    "not_utf8": (ERROR, "line is not UTF-8", "re-save the file as UTF-8"),
+    "blank_line": (ERROR, "blank line", "remove blank lines: every line must be one JSON object"),
+    "invalid_json": (ERROR, "line is not valid JSON", "write exactly one JSON object per line"),
+    "not_object": (ERROR, "line is JSON but not an object", 'write one {"messages": [...]} object per line'),
+    "legacy_format": (ERROR, "legacy prompt/completion record",
+                      'convert to chat: {"messages": [{"role": "user", "content": <prompt>}, '
+                      '{"role": "assistant", "content": <completion>}]}'),
+    "missing_messages": (ERROR, "no 'messages' key", 'put the conversation in a "messages" list'),
+    "messages_not_list": (ERROR, "'messages' is not a list", 'make "messages" a list of message objects'),
+    "messages_empty": (ERROR, "'messages' is empty", "give each example at least a user and an assistant message"),
+    "unknown_key": (ERROR, "unknown key in the example", "keep only messages, tools, functions, parallel_tool_calls"),
+    "message_not_object": (ERROR, "a message is not an object", 'write each message as {"role": ..., "content": ...}'),
+    "missing_role": (ERROR, "a message has no role", "give every message a role"),
+    "invalid_role": (ERROR, "a message has a role OpenAI does not accept",
+                     "use system, developer, user, assistant, tool or function"),
+    "missing_content": (ERROR, "a message has no content", "give every message a content string"),
+    "empty_content": (ERROR, "a message has empty content", "fill in the content or drop the example"),
+    "invalid_content": (ERROR, "a message's content is neither a string nor valid content parts",
+                        'use a string, or a list of {"type": "text", "text": ...} parts'),
+    "unknown_message_key": (ERROR, "a message has an unknown key",
+                            "keep only role, content, name, weight, tool_calls, tool_call_id, function_call"),
+    "invalid_weight": (ERROR, "a message's weight is not 0 or 1", "set weight to 0 or 1, or remove it"),
+    "no_assistant": (ERROR, "no assistant message", "end each example with the assistant's answer"),
+    "too_few_examples": (ERROR, f"fewer than {MIN_EXAMPLES} examples (OpenAI's minimum)",
+                         f"add examples: OpenAI needs at least {MIN_EXAMPLES} per file"),
+    "too_many_tokens": (ERROR, "example is over the model's per-example token limit",
+                        "shorten or split those examples, or drop them"),
+    "duplicate_example": (ERROR, "example repeats an earlier line", "remove the repeated lines"),
+    "leakage_exact": (ERROR, "validation example is also in the training file",
+                      "remove it from one of the files: validation must be unseen data"),
+    "leakage_prompt": (ERROR, "validation example has the same user prompt as a training example",
+                       "remove it from one of the files: validation prompts must be unseen"),
+    "missing_system": (WARNING, "no system message", "fine if intended; the model will be trained without one"),
+    "missing_user": (WARNING, "no user message", "add the user's input unless this is intended"),
+    "consecutive_roles": (WARNING, "two consecutive messages have the same role",
+                          "merge them unless this is intended"),
+}
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+EXAMPLE_KEYS = {"messages", "tools", "functions", "parallel_tool_calls"}
+MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal"}
+LINES_SHOWN = 10
+PARALLEL_MIN_LINES = 20_000
+CHUNK_LINES = 5_000
+
+
+# ------------------------------------------------------------------------------------------ one line
+@dataclass(slots=True)
+class LineResult:
+    lineno: int
+    codes: list[str] = field(default_factory=list)
+    tokens: int | None = None
+    example: bytes | None = None  # digest of the whole example, for duplicates and leakage
+    prompt: bytes | None = None  # digest of its user messages, for prompt leakage
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _content_ok(content: Any) -> bool | None:
+    """True if non-empty, False if empty, None if of a wrong type."""
+    if isinstance(content, str):
+        return bool(content.strip())
+    if isinstance(content, list):
+        if not content:
+            return False
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
+                return None
+            if part["type"] == "text" and not (isinstance(part.get("text"), str) and part["text"].strip()):
+                return False
+        return True
+    return None
+
+
+def check_example(raw: bytes, lineno: int, count) -> LineResult:
+    """Check one line of a chat fine-tuning file; count its tokens if it is well-formed."""
+    result = LineResult(lineno)
+    codes = result.codes
+    if not raw.strip():
+        codes.append("blank_line")
+        return result
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            codes.append("not_utf8")
+            return result
+        codes.append("invalid_json")
+        return result
+    if not isinstance(obj, dict):
+        codes.append("not_object")
+        return result
+    messages = obj.get("messages")
+    if messages is None:
+        codes.append("legacy_format" if "prompt" in obj and "completion" in obj else "missing_messages")
+        return result
+    if not set(obj) <= EXAMPLE_KEYS:
+        codes.append("unknown_key")
+    if not isinstance(messages, list):
+        codes.append("messages_not_list")
+        return result
+    if not messages:
+        codes.append("messages_empty")
+        return result
+    roles, users, well_formed = [], [], True
+    for m in messages:
+        if not isinstance(m, dict):
+            codes.append("message_not_object")
+            well_formed = False
+            continue
+        role = m.get("role")
+        if role is None:
+            codes.append("missing_role")
+        elif role not in ROLES:
+            codes.append("invalid_role")
+        roles.append(role)
+        if not set(m) <= MESSAGE_KEYS:
+            codes.append("unknown_message_key")
+        if "content" not in m:
+            if not (role == "assistant" and (m.get("tool_calls") or m.get("function_call"))):
+                codes.append("missing_content")
+        else:
+            ok = _content_ok(m["content"])
+            if ok is None and not (m["content"] is None and role == "assistant" and m.get("tool_calls")):
+                codes.append("invalid_content")
+            elif ok is False:
+                codes.append("empty_content")
+        if "weight" in m and m["weight"] not in (0, 1):
+            codes.append("invalid_weight")
+        if role == "user" and isinstance(m.get("content"), str):
+            users.append(m["content"])
+    if "assistant" not in roles:
+        codes.append("no_assistant")
+    if "system" not in roles and "developer" not in roles:
+        codes.append("missing_system")
+    if "user" not in roles:
+        codes.append("missing_user")
+    if any(a == b for a, b in zip(roles, roles[1:], strict=False)):
+        codes.append("consecutive_roles")
+    result.example = _digest(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+    if users:
+        result.prompt = _digest("\x00".join(users).encode())
+    if well_formed:
+        result.tokens = count_chat_tokens(messages, count)
+    return result
+
+
+def _check_chunk(encoding: str, lines: list[tuple[int, bytes]]) -> list[LineResult]:
+    count, _ = text_counter(encoding)
+    return [check_example(raw, lineno, count) for lineno, raw in lines]
+
+
+# ----------------------------------------------------------------------------------------- one file
+def _read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            yield lineno, raw.rstrip(b"\r\n")
+
+
+def _chunks(lines: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tuple[int, bytes]]]:
+    chunk: list[tuple[int, bytes]] = []
+    for item in lines:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class _FileScan:
+    path: Path
+    role: str
+    examples: int = 0
+    tokens: list[int] = field(default_factory=list)
+    over_limit: int = 0
+    lines: dict[str, list[int]] = field(default_factory=dict)  # code -> line numbers
+    example_lines: dict[bytes, int] = field(default_factory=dict)  # digest -> first line
+    prompt_lines: dict[bytes, int] = field(default_factory=dict)
+
+    def add(self, code: str, lineno: int) -> None:
+        self.lines.setdefault(code, []).append(lineno)
+
+
+def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExecutor | None) -> _FileScan:
+    scan = _FileScan(path, role)
+    with open(path, "rb") as f:
+        if f.read(3) == b"\xef\xbb\xbf":
+            scan.add("bom", 1)
+    chunks = _chunks(_read_lines(path), CHUNK_LINES)
+    if pool is None:
+        results = (_check_chunk(encoding, c) for c in chunks)
+    else:
+        results = pool.map(_check_chunk, _repeat(encoding), chunks)
+    last_line = 0
+    for chunk in results:
+        for r in chunk:
+            if r.codes == ["blank_line"]:
+                scan.add("blank_line", r.lineno)
+                continue
+            last_line = r.lineno
+            for code in r.codes:
+                scan.add(code, r.lineno)
+            if "not_utf8" in r.codes or "invalid_json" in r.codes or "not_object" in r.codes:
+                continue
+            scan.examples += 1
+            if r.tokens is not None:
+                scan.tokens.append(r.tokens)
+                if r.tokens > limit:
+                    scan.over_limit += 1
+                    scan.add("too_many_tokens", r.lineno)
+            if r.example is not None:
+                first = scan.example_lines.setdefault(r.example, r.lineno)
+                if first != r.lineno:
+                    scan.add("duplicate_example", r.lineno)
+            if r.prompt is not None:
+                scan.prompt_lines.setdefault(r.prompt, r.lineno)
+    # Blank lines after the last example are harmless; blank lines between examples are not.
+    blanks = [n for n in scan.lines.pop("blank_line", []) if n < last_line]
+    if blanks:
+        scan.lines["blank_line"] = blanks
+    if scan.examples < MIN_EXAMPLES:
+        scan.add("too_few_examples", 0)
+    return scan
+
+
+def _repeat(value: Any) -> Iterator[Any]:
+    while True:
+        yield value
+
+
+def _stats(tokens: list[int], limit: int, examples: int) -> TokenStats | None:
+    if not tokens:
+        return None
+    ordered = sorted(tokens)
+    n = len(ordered)
+    median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+    p90 = ordered[min(n - 1, math.ceil(0.9 * n) - 1)]
+    return TokenStats(examples=examples, min=ordered[0], median=median, p90=p90, max=ordered[-1],
+                      total=sum(ordered), billable=sum(min(t, limit) for t in ordered),
+                      over_limit=sum(1 for t in ordered if t > limit))
+
+
+def _finding(code: str, path: Path, lines: list[int], detail: str = "") -> Finding:
+    severity, message, remedy = CHECKS[code]
+    return Finding(code=code, severity=severity, file=str(path), count=len(lines),
+                   lines=tuple(lines[:LINES_SHOWN]), message=message + detail, remedy=remedy)
+
+
+# --------------------------------------------------------------------------------------- the report
+def validate_files(
+    files: list[tuple[Path, str]],
+    model: str = DEFAULT_MODEL,
+    price_per_1m: float | None = None,
+    workers: int | None = None,
+) -> ValidationReport:
+    """Validate JSONL files given as (path, role) with role "train", "validation" or "file"."""
+    spec = model_spec(model)
+    for path, _ in files:
+        if not path.exists():
+            raise InputError(f"{path} does not exist; check the path")
+        if path.is_dir():
+            raise InputError(f"{path} is a directory; give a .jsonl file")
+    _, estimated = text_counter(spec.encoding)
+    total_bytes = sum(p.stat().st_size for p, _ in files)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    pool = None
+    if workers > 1 and total_bytes > PARALLEL_MIN_LINES * 200:
+        import multiprocessing
+
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        scans = [_scan(path, role, spec.encoding, spec.max_tokens_per_example, pool) for path, role in files]
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+    findings: list[Finding] = []
+    for scan in scans:
+        for code in CHECKS:
+            if code in scan.lines:
+                detail = f" ({scan.examples} found)" if code == "too_few_examples" else ""
+                if code == "too_many_tokens":
+                    detail = f" ({spec.max_tokens_per_example:,} for {model})"
+                findings.append(_finding(code, scan.path, scan.lines[code], detail))
+    train = next((s for s in scans if s.role == "train"), None)
+    validation = next((s for s in scans if s.role == "validation"), None)
+    if train is not None and validation is not None:
+        exact = sorted(line for digest, line in validation.example_lines.items() if digest in train.example_lines)
+        exact_set = set(exact)
+        prompt = sorted(line for digest, line in validation.prompt_lines.items()
+                        if digest in train.prompt_lines and line not in exact_set)
+        if exact:
+            findings.append(_finding("leakage_exact", validation.path, exact,
+                                     f" ({len(exact)} of {validation.examples})"))
+        if prompt:
+            findings.append(_finding("leakage_prompt", validation.path, prompt,
+                                     f" ({len(prompt)} of {validation.examples})"))
+
+    reports = tuple(FileReport(path=str(s.path), role=s.role, examples=s.examples,
+                               tokens=_stats(s.tokens, spec.max_tokens_per_example, s.examples)) for s in scans)
+    billed = train if train is not None else (scans[0] if len(scans) == 1 else None)
+    epochs = billable = cost = None
+    price = price_per_1m if price_per_1m is not None else _price_from_env(spec.training_usd_per_1m_tokens)
+    if billed is not None and billed.tokens:
+        epochs = default_epochs(billed.examples)
+        billable = sum(min(t, spec.max_tokens_per_example) for t in billed.tokens)
+        cost = round(billable * epochs * price / 1e6, 4)
+    order = {ERROR: 0, WARNING: 1}
+    findings.sort(key=lambda f: (order[f.severity], f.file, f.lines[:1]))
+    return ValidationReport(model=model, encoding=spec.encoding, token_counts_estimated=estimated,
+                            files=reports, findings=tuple(findings), epochs=epochs, billable_tokens=billable,
+                            price_per_1m_tokens=price, price_as_of=PRICES_AS_OF if price_per_1m is None else None,
+                            estimated_cost_usd=cost)
+
+
+def _price_from_env(default: float) -> float:
+    raw = os.environ.get("FTPREP_TRAINING_PRICE_PER_1M", "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise InputError(f"FTPREP_TRAINING_PRICE_PER_1M={raw!r} is not a number; set a price in USD") from None
+
+
+def _where(f: Finding) -> str:
+    if f.lines == (0,):
+        return Path(f.file).name
+    shown = ", ".join(map(str, f.lines)) + (f", … ({f.count} lines)" if f.count > len(f.lines) else "")
+    return f"{Path(f.file).name} line{'s' if f.count > 1 else ''} {shown}"
+
+
+def render_text(report: ValidationReport) -> str:
+    out = []
+    for f in report.files:
+        line = f"{f.role:<10} {f.path}: {f.examples:,} examples"
+        if f.tokens:
+            t = f.tokens
+            line += (f"; tokens per example min {t.min:,}, median {t.median:,.0f}, p90 {t.p90:,}, max {t.max:,}; "
+                     f"total {t.total:,}")
+        out.append(line)
+    if report.token_counts_estimated:
+        out.append(f"note: {report.token_counts_estimated}")
+    if report.billable_tokens is not None:
+        out.append(f"training: {report.billable_tokens:,} billable tokens x {report.epochs} epochs (OpenAI's "
+                   f"default for this size) at ${report.price_per_1m_tokens:.2f}/1M tokens ({report.model}"
+                   f"{', price as of ' + report.price_as_of if report.price_as_of else ''}) "
+                   f"= about ${report.estimated_cost_usd:,.2f}")
+    for f in report.findings:
+        out.append(f"{f.severity}: [{f.code}] {_where(f)}: {f.message}; {f.remedy}")
+    verdict = "valid" if report.ok else "NOT valid"
+    out.append(f"{verdict}: {report.errors} error(s), {report.warnings} warning(s)")
+    return "\n".join(out)
+
+
+def render_markdown(report: ValidationReport) -> str:
+    out = [f"# Validation: {'valid' if report.ok else 'NOT valid'}", "",
+           f"{report.errors} error(s), {report.warnings} warning(s); model `{report.model}`, "
+           f"encoding `{report.encoding}`.", ""]
+    if report.token_counts_estimated:
+        out += [f"> {report.token_counts_estimated}", ""]
+    if report.findings:
+        out += ["| severity | code | where | problem | remedy |", "|---|---|---|---|---|"]
+        out += [f"| {f.severity} | `{f.code}` | {_where(f)} | {f.message} | {f.remedy} |" for f in report.findings]
+        out.append("")
+    if report.estimated_cost_usd is not None:
+        out.append(f"Estimated training cost: **${report.estimated_cost_usd:,.2f}** "
+                   f"({report.billable_tokens:,} billable tokens x {report.epochs} epochs at "
+                   f"${report.price_per_1m_tokens:.2f}/1M tokens).")
+    return "\n".join(out)
+
+
+def stats_table(report: ValidationReport) -> list[dict]:
+    return [{"role": f.role, "file": Path(f.path).name, "examples": f.examples,
+             **({k: getattr(f.tokens, k) for k in ("min", "median", "p90", "max", "total", "billable")}
+                if f.tokens else {})} for f in report.files]
+
+
+class ValidationFailed(FtprepError):
+    """The files have errors; nothing was uploaded."""
+
+    exit_code = 1
+
+
+def summary_line(report: ValidationReport) -> str:
+    parts = [f"{f.code} ({_where(f)})" for f in report.findings if f.severity == "error"]
+    return (f"validation failed with {report.errors} error(s): " + "; ".join(parts[:5])
+            + ("; ..." if len(parts) > 5 else "") + "; fix the data or template, nothing was uploaded")
+
+
+# ----------------------------------------------------------------------------------------------- task
+@task(name="validate", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL) -> ValidationReport:
+    """Validate the written files; fail (before any upload) on errors, log warnings, publish the report."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    logger = get_run_logger()
+    report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model)
+    for line in render_text(report).splitlines():
+        (logger.warning if line.startswith(("warning", "note")) else logger.info)(line)
+    create_markdown_artifact(key="ftprep-validation", markdown=render_markdown(report),
+                             description="Validation report of the fine-tuning files")
+    create_table_artifact(key="ftprep-token-stats", table=stats_table(report),
+                          description=f"Token statistics ({report.encoding})")
+    if not report.ok:
+        raise ValidationFailed(summary_line(report))
+    return report
