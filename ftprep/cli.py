@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="model the files are for: token limit and cost (gpt-4o-mini-2024-07-18)")
 
+    s = sub.add_parser("serve", help="serve the deployments of prefect.yaml (no work pool or worker needed)")
+    s.add_argument("names", nargs="*", help="deployment names to serve (default: all)")
+
     v = sub.add_parser("validate", help="check JSONL fine-tuning files before upload; exit 0 valid, 1 not valid")
     v.add_argument("files", nargs="*", type=Path, metavar="FILE", help="JSONL files, each checked on its own")
     v.add_argument("--train", type=Path, help="training file of a pair (checked for leakage into --validation)")
@@ -65,6 +68,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="training price in USD per 1M tokens (default: ftprep's dated table)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from prefect import serve
+
+    from ftprep.deployments import runner_deployments
+
+    hide_expected_tracebacks()
+    deployments = runner_deployments(names=args.names or None)
+    print(f"serving {', '.join(d.name for d in deployments)}: trigger runs from the Prefect UI; Ctrl+C stops")
+    serve(*deployments)
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -133,7 +148,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"prepare": _prepare, "validate": _validate}[args.command](args)
+        return {"prepare": _prepare, "serve": _serve, "validate": _validate}[args.command](args)
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

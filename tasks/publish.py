@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.variables import Variable
 
 from ftprep.models import PrepareResult
@@ -22,7 +22,11 @@ ARTIFACT_KEY = "ftprep-files"
 MANIFEST_NAME = "manifest.json"
 
 
+DASHBOARD = "https://platform.openai.com/storage/files/{id}"
+
+
 def files_table(result: PrepareResult) -> list[dict]:
+    tokens = {r.role: r.tokens.total for r in result.validation.files if r.tokens} if result.validation else {}
     rows = []
     for f in result.files.files():
         remote = result.remote_file(f.role)
@@ -33,6 +37,7 @@ def files_table(result: PrepareResult) -> list[dict]:
             "status": remote.status if remote else "",
             "reused": ("yes" if remote.reused else "no") if remote else "",
             "examples": f.examples,
+            "tokens": tokens.get(f.role, ""),
             "bytes": f.bytes,
             "sha256": f.sha256,
             "path": f.path,
@@ -72,6 +77,10 @@ def publish_result(result: PrepareResult) -> str:
     logger.info("Wrote manifest %s", manifest)
     create_table_artifact(key=ARTIFACT_KEY, table=files_table(result),
                           description=f"Fine-tuning files of this run (template {result.template!r})")
+    for remote in result.uploaded:
+        create_link_artifact(key=f"ftprep-openai-{remote.role}", link=DASHBOARD.format(id=remote.id),
+                             link_text=f"{remote.role} file {remote.id} in OpenAI's dashboard",
+                             description=f"{remote.filename} ({remote.bytes:,} bytes) on {result.remote}")
     if result.uploaded:
         Variable.set(VARIABLE_NAME, variable_value(result), overwrite=True)
         logger.info("Stored file ids in Prefect Variable %r: %s", VARIABLE_NAME,

@@ -145,19 +145,27 @@ def files_intact(files: WrittenFiles) -> bool:
 @task(name="write", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
 def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str) -> WrittenFiles:
     """Stream the training and validation examples into JSONL files (temporary file, then rename)."""
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
     logger = get_run_logger()
     started = time.perf_counter()
+    total = plan.train.count + (plan.validation.count if plan.validation else 0)
+    offsets = {"train": 0, "validation": plan.train.count}
+    artifact = create_progress_artifact(0.0, key="ftprep-write-progress",
+                                        description=f"Formatting and writing {total:,} examples")
     last = [started]
 
-    def progress(role: str, done: int, total: int) -> None:
+    def progress(role: str, done: int, role_total: int) -> None:
         now = time.perf_counter()
-        if done == total or now - last[0] >= 5:
+        if done == role_total or now - last[0] >= 5:  # a log line and an artifact update every 5 s at most
             last[0] = now
-            logger.info("Writing %s examples: %s of %s (%.0f%%)", role, f"{done:,}", f"{total:,}", 100 * done / total)
+            overall = 100 * (offsets[role] + done) / total
+            logger.info("Writing %s examples: %s of %s (%.0f%% of all)", role, f"{done:,}", f"{role_total:,}", overall)
+            update_progress_artifact(artifact, overall)
 
     files = write_split(plan, fmt, Path(out_dir), progress)
+    update_progress_artifact(artifact, 100.0)
     for f in files.files():
         logger.info("Wrote %s: %s examples, %.1f MB, sha256 %s", f.path, f"{f.examples:,}", f.bytes / 1e6, f.sha256)
-    logger.info("Formatted and wrote %s examples in %.2f s",
-                f"{sum(f.examples for f in files.files()):,}", time.perf_counter() - started)
+    logger.info("Formatted and wrote %s examples in %.2f s", f"{total:,}", time.perf_counter() - started)
     return files
