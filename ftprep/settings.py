@@ -43,6 +43,8 @@ class Settings:
     timeout_seconds: float = 600.0
     upload_retries: int = 4
     retry_base_seconds: float = 2.0
+    processing_timeout_seconds: float = 600.0
+    upload_part_threshold: int = 512 * 1024 * 1024  # above this, the Uploads API in 64 MiB parts
 
     @property
     def has_key(self) -> bool:
@@ -67,6 +69,8 @@ def load_settings(env_file: str | os.PathLike | None = None) -> Settings:
         timeout_seconds=_number("FTPREP_OPENAI_TIMEOUT", 600.0),
         upload_retries=int(_number("FTPREP_UPLOAD_RETRIES", 4)),
         retry_base_seconds=_number("FTPREP_RETRY_BASE_SECONDS", 2.0),
+        processing_timeout_seconds=_number("FTPREP_PROCESSING_TIMEOUT", 600.0),
+        upload_part_threshold=int(_number("FTPREP_UPLOAD_PART_THRESHOLD", 512 * 1024 * 1024)),
     )
 
 

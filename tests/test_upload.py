@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 
 import openai
 import pytest
 
-from ftprep.client import make_client
-from ftprep.errors import RemoteError
+from ftprep.client import FILES_CREATE_LIMIT, UploadPolicy, make_client, upload_policy
+from ftprep.errors import InputError, RemoteError
 from ftprep.settings import load_settings
-from tasks.upload import find_remote, is_transient, remote_name, upload_file, upload_once
+from tasks.upload import (
+    DUPLICATE_SLACK_SECONDS,
+    MalformedResponse,
+    describe_error,
+    find_remote,
+    is_transient,
+    outcome_unknown,
+    remote_name,
+    retry_after,
+    settle,
+    upload_file,
+    upload_once,
+)
 
 
 @pytest.fixture
@@ -72,7 +86,7 @@ def test_task_retries_a_transient_failure_and_leaves_one_file(prefect_server, cl
     openai_env.inject("POST", "/v1/files", "store_then_drop")  # stored, but the client never hears of it
     uploader = upload_file.with_options(retry_delay_seconds=0, cache_policy=None, refresh_cache=True)
     remote = uploader(client, str(path), sha, 12, "train")
-    # attempt 1: 503; attempt 2: stored then dropped; attempt 3: finds the stored copy and reuses it
+    # attempt 1: 503, looked again, nothing stored; attempt 2: stored then dropped, looked again, found and reused
     assert remote.reused and len(openai_env.files_for()) == 1
     assert openai_env.count("POST", "/v1/files", exact=True) == 2
 
@@ -86,3 +100,72 @@ def test_task_does_not_retry_a_rejected_key(prefect_server, openai_env, jsonl, m
         uploader(bad_client, str(path), sha, 12, "train")
     assert "sk-wrong-key-0123456789" not in str(info.value)
     assert openai_env.count("GET", "/v1/files") == 1 and openai_env.count("POST") == 0
+
+
+def test_retry_after_prefers_milliseconds_and_is_capped(client, openai_env):
+    for kw, expected in [({"retry_after_ms": "250", "retry_after": "9"}, 0.25), ({"retry_after": "2"}, 2.0),
+                         ({"retry_after": "3600"}, 60.0), ({}, None), ({"retry_after": "soon"}, None)]:
+        openai_env.inject("GET", "/v1/files", "status", status=429, **kw)
+        with pytest.raises(openai.RateLimitError) as info:
+            client.files.list()
+        assert retry_after(info.value) == expected, kw
+
+
+def test_describe_error_names_status_class_and_server_message(client, openai_env):
+    openai_env.inject("GET", "/v1/files", "status", status=503, message="Slow down.")
+    with pytest.raises(openai.APIStatusError) as info:
+        client.files.list()
+    assert describe_error(info.value) == "HTTP 503 (InternalServerError): Slow down."
+    openai_env.inject("GET", "/v1/files", "reset")
+    with pytest.raises(openai.APIConnectionError) as info:
+        client.files.list()
+    assert describe_error(info.value).startswith("connection failed (")
+
+
+def test_malformed_response_is_transient_with_unknown_outcome(client, openai_env):
+    openai_env.inject("GET", "/v1/files", "malformed_json")
+    with pytest.raises(json.JSONDecodeError) as info:  # the SDK raises it bare
+        client.files.list()
+    assert is_transient(info.value) and outcome_unknown(info.value)
+    assert is_transient(MalformedResponse("no id")) and describe_error(MalformedResponse("x")).startswith("malformed")
+
+
+def test_server_can_forbid_a_retry(client, openai_env):
+    openai_env.inject("GET", "/v1/files", "status", status=503, headers={"x-should-retry": "false"})
+    with pytest.raises(openai.APIStatusError) as info:
+        client.files.list()
+    assert not is_transient(info.value)
+
+
+def test_settle_keeps_the_first_copy_and_never_touches_old_duplicates(client, openai_env, jsonl):
+    path, sha = jsonl
+    name, data = remote_name(path, sha), path.read_bytes()
+    old = int(time.time()) - 3 * DUPLICATE_SLACK_SECONDS
+    first = openai_env.seed_file(name, data, created_at=old)
+    old_dup = openai_env.seed_file(name, data, created_at=old + 1)  # an old duplicate: someone may use it
+    new_dup = openai_env.seed_file(name, data)
+    mine = client.files.create(file=(name, data), purpose="fine-tune")
+    kept = settle(client, name, len(data), "fine-tune", mine, since=time.time())
+    assert kept.id == first.id
+    assert {f.id for f in openai_env.files_for()} == {first.id, old_dup.id}  # mine and the new duplicate went
+    assert new_dup.id not in {f.id for f in openai_env.files_for()}
+
+
+def test_a_changed_file_is_not_uploaded_under_its_old_hash(client, openai_env, jsonl):
+    path, sha = jsonl
+    path.write_bytes(path.read_bytes() + b"{}\n")
+    with pytest.raises(InputError, match="changed since it was written.*run prepare again"):
+        upload_once(client, str(path), sha)
+    assert openai_env.count("POST") == 0
+
+
+def test_upload_policy_from_settings(monkeypatch):
+    monkeypatch.setenv("FTPREP_PROCESSING_TIMEOUT", "42")
+    monkeypatch.setenv("FTPREP_UPLOAD_PART_THRESHOLD", str(64 * 1024 * 1024))
+    policy = upload_policy(load_settings())
+    assert policy.processing_timeout == 42 and policy.part_threshold == 64 * 1024 * 1024
+    assert policy.part_size == 64 * 1024 * 1024 and policy.backoff_seconds == 0.05  # conftest's base
+    monkeypatch.setenv("FTPREP_UPLOAD_PART_THRESHOLD", str(10 * FILES_CREATE_LIMIT))
+    assert upload_policy(load_settings()).part_threshold == FILES_CREATE_LIMIT  # never above the endpoint's limit
+    with pytest.raises(InputError):
+        UploadPolicy(part_size=65 * 1024 * 1024)
