@@ -7,9 +7,11 @@ validation from one dataset are disjoint ranges of the same order, so they never
 
 from __future__ import annotations
 
+import hashlib
 import random
 from functools import lru_cache
 
+import orjson
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
@@ -50,6 +52,28 @@ def plan_split(data: DatasetRef, config: SplitConfig, validation_data: DatasetRe
                                                     seed=seed))
 
 
+def _record_key(record) -> bytes:
+    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str), digest_size=16).digest()
+
+
+def check_disjoint(plan: SplitPlan, records_for) -> None:
+    """Separate training and validation datasets must not share a selected record."""
+    v = plan.validation
+    if v is None or v.dataset.sha256 == plan.train.dataset.sha256:
+        return  # one dataset: disjoint ranges of one order, checked in plan_split
+    train_records = records_for(plan.train.dataset)
+    seen = {_record_key(train_records[i]): i for i in slice_indices(plan.train)}
+    val_records = records_for(v.dataset)
+    shared = [(i, seen[k]) for i in slice_indices(v) if (k := _record_key(val_records[i])) in seen]
+    if shared:
+        (vi, ti), n = shared[0], len(shared)
+        raise InputError(
+            f"{v.dataset.path} shares {n} record{'s' if n > 1 else ''} with the training records of "
+            f"{plan.train.dataset.path} (e.g. validation record {vi} = training record {ti}); remove them from "
+            "one dataset so validation stays unseen"
+        )
+
+
 @lru_cache(maxsize=4)
 def _permutation(n: int, seed: int) -> tuple[int, ...]:
     order = list(range(n))
@@ -67,7 +91,10 @@ def slice_indices(s: Slice) -> range | tuple[int, ...]:
 @task(name="split", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
 def split_dataset(data: DatasetRef, config: SplitConfig, validation_data: DatasetRef | None = None) -> SplitPlan:
     """Plan training and validation slices (positions only; no records are copied)."""
+    from tasks.load import records_for
+
     plan = plan_split(data, config, validation_data)
+    check_disjoint(plan, records_for)
     v = plan.validation
     get_run_logger().info(
         "Split: training = %s records from position %s of %s; validation = %s%s",
