@@ -1,0 +1,116 @@
+"""Start and stop real Prefect processes: a temporary `prefect server`, `prefect` commands and a process worker.
+
+Used by the end-to-end test (tests/test_deployment_e2e.py) and by scripts/ui_screenshots.py, so both run the
+server and the worker the same way. Standard library only; Prefect itself is only run as a command here.
+Every process is started in its own session and stopped with its whole process group when its context ends,
+also when the body raises.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PREFECT = str(BIN / "prefect")
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
+    """Run ``args`` with stdout and stderr to ``log``; on exit SIGTERM its process group (SIGKILL after 20 s)."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Call ``check`` until it returns something truthy, and return that; TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def tail(log: Path, chars: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+@contextmanager
+def prefect_server(home: Path, log: Path, timeout: float = 120) -> Iterator[dict[str, str]]:
+    """A `prefect server start` on 127.0.0.1 (free port) with its own PREFECT_HOME (and database) in ``home``.
+
+    Yields the environment for Prefect commands and workers against it: this process's environment without
+    any OPENAI_* or PREFECT_* setting, plus PREFECT_HOME, PREFECT_API_URL (``http://127.0.0.1:PORT/api``),
+    PWD = the repository (prefect.yaml's pull step uses it), no telemetry and a worker that polls every
+    second. The server is stopped when the context ends.
+    """
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PREFECT_"))}
+    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PWD=str(ROOT),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1")
+    with process([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log) as server:
+        wait_until(lambda: healthy(api) or server.poll() is not None, timeout, "prefect server")
+        if server.poll() is not None:
+            raise RuntimeError(f"prefect server exited with status {server.returncode}:\n{tail(log)}")
+        yield env
+
+
+def prefect(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``prefect ARGS`` from the repository folder; raise with its output if it fails."""
+    done = subprocess.run([PREFECT, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"prefect {' '.join(args)} exited with status {done.returncode}:\n"
+                           f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return done
+
+
+@contextmanager
+def worker(env: dict[str, str], log: Path, pool: str = "ftprep-process",
+           **extra_env: str) -> Iterator[subprocess.Popen]:
+    """A `prefect worker start --pool POOL` with ``env`` plus ``extra_env``; stopped when the context ends."""
+    with process([PREFECT, "worker", "start", "--pool", pool], dict(env, **extra_env), log) as proc:
+        yield proc
