@@ -255,10 +255,10 @@ def _generate(template: Template) -> tuple[str, dict[str, Any]]:
             if spec:
                 fast = f"type(v) is float and v - v == 0.0{' and v >= 0.0' if nonneg else ''}"
                 slow = f"convert(v, f, {spec!r}, {nonneg})"
-                values.append(f"v = {fetch}; f = {name!r}\n"
+                values.append(f"f = {name!r}; v = {fetch}\n"
                               f"            s{k} = format(v, {spec!r}) if {fast} else {slow}")
             else:
-                values.append(f"v = {fetch}; f = {name!r}\n"
+                values.append(f"f = {name!r}; v = {fetch}\n"
                               f"            s{k} = v if type(v) is str else convert(v, f, '', {nonneg})")
             parts.append(f"s{k}")
         env[f"C{len(env)}"] = constant + head

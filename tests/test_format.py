@@ -115,3 +115,10 @@ def test_bad_prices_name_the_record_and_field(price, message):
     record = {"prompt": "How much does this cost to the nearest dollar?\n\nX\n\nPrice is $1.00", "price": price}
     with pytest.raises(TemplateError, match=rf"record 17: field 'price' {message}"):
         render(record, 17)
+
+
+def test_a_missing_field_is_named_even_after_other_records_rendered():
+    render = compile_template(PRESETS["course"])
+    good = {"prompt": "How much does this cost to the nearest dollar?\n\nX\n\nPrice is $1.00", "price": 1.0}
+    with pytest.raises(TemplateError, match=r"record 1: field 'course_question' is missing"):
+        render.chunk([good, {"price": 2.0}], [0, 1])
