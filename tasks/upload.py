@@ -64,6 +64,7 @@ from ftprep.caching import RemoteTarget
 from ftprep.client import UploadPolicy, upload_policy
 from ftprep.errors import FtprepError, InputError, RemoteError
 from ftprep.models import RemoteFile
+from ftprep.settings import load_settings
 
 PURPOSE = "fine-tune"
 MIME_TYPE = "application/jsonl"
@@ -535,8 +536,6 @@ def upload_file(client: OpenAI, path: str, sha256: str, examples: int, role: str
     """
     logger = get_run_logger()
     if policy is None:
-        from ftprep.settings import load_settings
-
         policy = upload_policy(load_settings())
     try:
         obj, reused = upload_and_wait(client, path, sha256, purpose, policy=policy, logger=logger)
@@ -548,8 +547,9 @@ def upload_file(client: OpenAI, path: str, sha256: str, examples: int, role: str
                 raise refused(path, e) from None
             raise
         attempt, total = _attempt()
+        attempts = f"{total} attempt{'s' if total > 1 else ''}"
         then = ("it will be retried" if attempt < total else
-                f"gave up after {total} attempts: run again later (a copy stored meanwhile is reused) "
+                f"gave up after {attempts}: run again later (a copy stored meanwhile is reused) "
                 "or allow more attempts with FTPREP_UPLOAD_RETRIES")
         reason = describe_error(e)
         raise TransientRemoteError(f"upload of {path} failed (attempt {attempt} of {total}): {reason}; {then}",
