@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.tasks import exponential_backoff
 
-from ftprep.client import make_client
+from ftprep.client import make_client, upload_policy
 from ftprep.models import PrepareResult, SplitConfig
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.settings import load_settings
@@ -67,7 +67,9 @@ def prepare(
             retry_delay_seconds=exponential_backoff(settings.retry_base_seconds)(settings.upload_retries)
             if settings.upload_retries else 0,
         )
-        futures = [uploader.submit(client, f.path, f.sha256, f.examples, f.role) for f in files.files()]
+        policy = upload_policy(settings)
+        futures = [uploader.submit(client, f.path, f.sha256, f.examples, f.role, policy=policy)
+                   for f in files.files()]
         uploaded = tuple(fut.result() for fut in futures)
 
     result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,

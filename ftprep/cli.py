@@ -56,6 +56,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="model the files are for: token limit and cost (gpt-4o-mini-2024-07-18)")
 
+    f = sub.add_parser("fine-tune", help="start (once) and follow a fine-tuning job on the latest prepared files")
+    f.add_argument("--training-file", help="OpenAI file id (default: the latest prepare run's)")
+    f.add_argument("--validation-file", help="OpenAI file id (default: the latest prepare run's)")
+    f.add_argument("--model", default="gpt-4o-mini-2024-07-18", help="base model (gpt-4o-mini-2024-07-18)")
+    f.add_argument("--seed", type=int, default=42, help="job seed (42)")
+    f.add_argument("--epochs", type=int, default=1, help="n_epochs (1)")
+    f.add_argument("--suffix", default="pricer", help="model name suffix (pricer)")
+    f.add_argument("--wandb-project", help="report to this Weights & Biases project (e.g. gpt-pricer)")
+    f.add_argument("--cancel-job-on-cancel", action=argparse.BooleanOptionalAction, default=True,
+                   help="cancel the OpenAI job when the run is cancelled (default: yes)")
+
+    e = sub.add_parser("evaluate", help="measure a model's price estimates on test items")
+    e.add_argument("--data", required=True, help="test dataset with prices")
+    e.add_argument("--out", default="eval", help="folder for metrics.json and chart.png (default ./eval)")
+    e.add_argument("--model", help="model to evaluate (default: the latest fine-tuned model)")
+    e.add_argument("--n", type=int, default=250, help="items to evaluate (250)")
+    e.add_argument("--sample-seed", type=int, help="evaluate a seeded random sample instead of the first N")
+    e.add_argument("--template", default="course", help="the template the model was trained with (course)")
+    e.add_argument("--concurrency", type=int, default=8, help="calls in flight at once (8)")
+
     s = sub.add_parser("serve", help="serve the deployments of prefect.yaml (no work pool or worker needed)")
     s.add_argument("names", nargs="*", help="deployment names to serve (default: all)")
 
@@ -68,6 +88,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="training price in USD per 1M tokens (default: ftprep's dated table)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
+
+
+def _fine_tune(args: argparse.Namespace) -> int:
+    from flows.finetune import fine_tune
+    from ftprep.models import FineTuneConfig
+
+    config = FineTuneConfig(model=args.model, seed=args.seed, n_epochs=args.epochs, suffix=args.suffix,
+                            wandb_project=args.wandb_project)
+    hide_expected_tracebacks()
+    result = fine_tune(training_file=args.training_file, validation_file=args.validation_file, job=config,
+                       cancel_job_on_cancel=args.cancel_job_on_cancel)
+    print(f"job {result.job_id}: {result.status}; model {result.fine_tuned_model}; "
+          f"{result.trained_tokens or 0:,} trained tokens{' (existing job reused)' if result.reused else ''}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from flows.evaluate import evaluate
+
+    hide_expected_tracebacks()
+    m = evaluate(data=args.data, out=args.out, model=args.model, n=args.n, sample_seed=args.sample_seed,
+                 template=args.template, concurrency=args.concurrency)
+    print(f"{m.model} on {m.items} items: mean absolute error ${m.mae:,.2f}, RMSLE {m.rmsle:.3f}, "
+          f"hit rate {m.hit_rate:.1%} (within $40 or 20%), unparsed replies {m.unparsed}")
+    print(f"wrote {os.path.join(args.out, 'metrics.json')} and {os.path.join(args.out, 'chart.png')}")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -148,7 +194,8 @@ def _prepare(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"prepare": _prepare, "serve": _serve, "validate": _validate}[args.command](args)
+        return {"prepare": _prepare, "fine-tune": _fine_tune, "evaluate": _evaluate, "serve": _serve,
+                "validate": _validate}[args.command](args)
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

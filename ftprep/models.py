@@ -187,3 +187,41 @@ class ValidationReport(_Model):
 
 
 PrepareResult.model_rebuild()
+
+
+class FineTuneConfig(_Model):
+    """The job's settings (the fine-tune flow's ``job`` parameter); defaults are the course's."""
+
+    model: str = Field("gpt-4o-mini-2024-07-18", description="Base model to fine-tune.")
+    seed: int | None = Field(42, description="Seed, for a repeatable job.")
+    n_epochs: int | None = Field(1, ge=1, description="Epochs; empty lets OpenAI choose.")
+    suffix: str | None = Field("pricer", max_length=64, description="Suffix of the fine-tuned model's name.")
+    wandb_project: str | None = Field(
+        None, description="Weights & Biases project to report to (e.g. gpt-pricer); needs W&B set up in OpenAI."
+    )
+
+
+class FineTuneResult(_Model):
+    """What a fine-tune run leaves: the job and the model it made (persisted as JSON)."""
+
+    job_id: str
+    status: str
+    model: str
+    training_file: str
+    validation_file: str | None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    result_files: tuple[str, ...] = ()
+    error: str | None = None
+    reused: bool = False
+
+
+class EvalMetrics(_Model):
+    """How close a model's prices are to the truth on a fixed set of items."""
+
+    model: str
+    items: int
+    mae: float  # mean absolute error, dollars
+    rmsle: float  # root mean squared log error
+    hit_rate: float  # share within $40 or 20% of the truth
+    unparsed: int  # replies with no number in them (counted as $0, as the course does)

@@ -1,0 +1,62 @@
+"""The fine-tune flow: the files of the latest prepare run → one fine-tuning job, followed to its end."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.variables import Variable
+
+from ftprep.client import make_client
+from ftprep.errors import InputError
+from ftprep.models import FineTuneConfig, FineTuneResult
+from ftprep.settings import load_settings
+from tasks.finetune import JOB_VARIABLE, cancel_job, failure, follow_job, publish_job, start_job, wait_for_files
+from tasks.publish import VARIABLE_NAME
+
+
+def _cancel_job_of_cancelled_run(flow, flow_run, state) -> None:
+    """On cancellation of the flow run, cancel the job it started (when ``cancel_job_on_cancel``)."""
+    if not flow_run.parameters.get("cancel_job_on_cancel", True):
+        return
+    job = Variable.get(JOB_VARIABLE) or {}
+    if job.get("flow_run_id") == str(flow_run.id) and job.get("status") in ("validating_files", "queued", "running"):
+        cancel_job.fn(make_client(load_settings()), job["job_id"])
+
+
+@flow(name="fine-tune", persist_result=True, result_serializer="json", on_cancellation=[_cancel_job_of_cancelled_run])
+def fine_tune(
+    training_file: str | None = None,
+    validation_file: str | None = None,
+    job: FineTuneConfig = FineTuneConfig(),  # noqa: B008 - frozen pydantic model
+    cancel_job_on_cancel: bool = True,
+    poll_seconds: float = 10.0,
+) -> FineTuneResult:
+    """Start (once) and follow a fine-tuning job on the files of the latest prepare run.
+
+    Args:
+        training_file: OpenAI file id; default: the latest prepare run's (Prefect Variable ftprep_latest_files).
+        validation_file: OpenAI file id; default: the latest prepare run's.
+        job: Model, seed, epochs, suffix and the optional Weights & Biases project.
+        cancel_job_on_cancel: Cancel the OpenAI job when this flow run is cancelled.
+        poll_seconds: First polling interval; it backs off up to 60 s while nothing changes.
+    """
+    from prefect.runtime import flow_run
+
+    logger = get_run_logger()
+    if training_file is None:
+        latest = Variable.get(VARIABLE_NAME) or {}
+        training_file = latest.get("train_file_id")
+        validation_file = validation_file or latest.get("validation_file_id")
+        if not training_file:
+            raise InputError("no training file: run prepare with an API key first (it stores the file ids in the "
+                             f"Prefect Variable {VARIABLE_NAME!r}), or pass --training-file")
+        logger.info("Using the latest prepared files: training %s, validation %s", training_file, validation_file)
+    client = make_client(load_settings())
+    wait_for_files(client, [f for f in (training_file, validation_file) if f])
+    started = start_job(client, training_file, validation_file, job)
+    Variable.set(JOB_VARIABLE, started.model_dump(mode="json") | {"flow_run_id": str(flow_run.id)}, overwrite=True)
+    result = follow_job(client, started.job_id, poll_base=poll_seconds)
+    result = result.model_copy(update={"reused": started.reused})
+    publish_job(result)
+    if (error := failure(result)) is not None:
+        raise error
+    return result

@@ -1,0 +1,198 @@
+"""Fine-tune: start one job per (files, settings), follow it to the end, and record what it made.
+
+Pure part: :func:`job_key` names a job by its files and settings (stored in the job's metadata), so
+:func:`find_job` finds a job that is running or succeeded for the same inputs and it is not started twice;
+:func:`new_events` and :func:`next_delay` make following a job cheap and its log readable. Tasks:
+:func:`wait_for_files`, :func:`start_job`, :func:`follow_job` (and :func:`cancel_job` for a cancelled run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import openai
+from openai import OpenAI
+from prefect import get_run_logger, task
+
+from ftprep.errors import InputError, RemoteError
+from ftprep.models import FineTuneConfig, FineTuneResult
+from tasks.upload import describe_error, is_transient, wait_until_processed
+
+ACTIVE = {"validating_files", "queued", "running"}
+REUSABLE = ACTIVE | {"succeeded"}
+FINAL = {"succeeded", "failed", "cancelled"}
+KEY = "ftprep_key"
+
+
+def job_params(training_file: str, validation_file: str | None, config: FineTuneConfig) -> dict[str, Any]:
+    """The ``fine_tuning.jobs.create`` arguments for these files and settings."""
+    params: dict[str, Any] = {"model": config.model, "training_file": training_file}
+    if validation_file:
+        params["validation_file"] = validation_file
+    if config.seed is not None:
+        params["seed"] = config.seed
+    if config.n_epochs is not None:
+        params["hyperparameters"] = {"n_epochs": config.n_epochs}
+    if config.suffix:
+        params["suffix"] = config.suffix
+    if config.wandb_project:
+        params["integrations"] = [{"type": "wandb", "wandb": {"project": config.wandb_project}}]
+    return params
+
+
+def job_key(params: dict[str, Any]) -> str:
+    """A short stable name for a job's inputs (files and settings), kept in the job's metadata."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def find_job(client: OpenAI, key: str):
+    """The newest job with this key that is running or succeeded, or None (failed/cancelled ones are retried)."""
+    for job in client.fine_tuning.jobs.list(metadata={KEY: key}, limit=100):
+        if (job.metadata or {}).get(KEY) == key and job.status in REUSABLE:
+            return job
+    return None
+
+
+def new_events(client: OpenAI, job_id: str, seen: set[str]) -> list[Any]:
+    """Events not seen yet, oldest first (the API lists newest first)."""
+    fresh = []
+    for event in client.fine_tuning.jobs.list_events(job_id, limit=100):
+        if event.id in seen:
+            break
+        fresh.append(event)
+    fresh.reverse()
+    seen.update(e.id for e in fresh)
+    return fresh
+
+
+def next_delay(delay: float, changed: bool, base: float, cap: float) -> float:
+    """Poll again soon after a change, then back off (doubling) up to ``cap`` while nothing happens."""
+    return base if changed else min(cap, max(base, delay * 2))
+
+
+def job_result(job: Any, reused: bool = False) -> FineTuneResult:
+    error = None
+    if job.error is not None and getattr(job.error, "message", None):
+        error = " ".join(str(job.error.message).split())
+    return FineTuneResult(job_id=job.id, status=job.status, model=job.model, training_file=job.training_file,
+                          validation_file=job.validation_file, fine_tuned_model=job.fine_tuned_model,
+                          trained_tokens=job.trained_tokens, result_files=tuple(job.result_files or ()),
+                          error=error, reused=reused)
+
+
+def call(fn: Callable[[], Any], what: str, attempts: int = 5, base: float = 1.0, logger: Any = None) -> Any:
+    """``fn()`` with the uploads' policy: retry transient failures (bounded, backing off), refuse the rest."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as e:
+            if not is_transient(e) or attempt == attempts:
+                if isinstance(e, openai.APIError) or is_transient(e):
+                    raise RemoteError(f"{what} failed: {describe_error(e)}") from None
+                raise
+            if logger:
+                logger.warning("%s: attempt %s of %s failed: %s; retrying", what, attempt, attempts, describe_error(e))
+            time.sleep(base * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+# ----------------------------------------------------------------------------------------------- tasks
+@task(name="wait-for-files")
+def wait_for_files(client: OpenAI, file_ids: Iterable[str]) -> None:
+    """Both files must exist and be processed before a job can use them."""
+    logger = get_run_logger()
+    for file_id in file_ids:
+        try:
+            file = client.files.retrieve(file_id)
+        except openai.NotFoundError:
+            raise InputError(f"file {file_id} does not exist on the server; run prepare again to upload it") from None
+        file = wait_until_processed(client, file, logger=logger)
+        logger.info("File %s (%s, %s bytes) is processed", file.id, file.filename, f"{file.bytes:,}")
+
+
+@task(name="start-job", retries=3, retry_delay_seconds=[2, 8, 30])
+def start_job(client: OpenAI, training_file: str, validation_file: str | None,
+              config: FineTuneConfig) -> FineTuneResult:
+    """Start the job, unless one for the same files and settings is running or succeeded: then reuse it."""
+    logger = get_run_logger()
+    params = job_params(training_file, validation_file, config)
+    key = job_key(params)
+    existing = find_job(client, key)
+    if existing is not None:
+        logger.info("Reusing job %s (%s) for the same files and settings; not starting another", existing.id,
+                    existing.status)
+        return job_result(existing, reused=True)
+    try:
+        job = client.fine_tuning.jobs.create(**params, metadata={KEY: key})
+    except openai.APIError as e:
+        if is_transient(e):
+            raise
+        raise RemoteError(f"fine-tuning job for {training_file} was refused: {describe_error(e)}") from None
+    logger.info("Started job %s: %s on %s (validation %s), settings %s", job.id, config.model, training_file,
+                validation_file or "none", json.dumps({k: v for k, v in params.items() if k not in
+                                                       ("model", "training_file", "validation_file")}))
+    return job_result(job)
+
+
+@task(name="follow-job")
+def follow_job(client: OpenAI, job_id: str, poll_base: float = 2.0, poll_cap: float = 60.0,
+               timeout: float = 24 * 3600) -> FineTuneResult:
+    """Follow the job until it ends (succeeded, failed or cancelled), logging each new event once."""
+    logger = get_run_logger()
+    seen: set[str] = set()
+    delay, deadline, status = poll_base, time.monotonic() + timeout, None
+    while True:
+        job = call(lambda: client.fine_tuning.jobs.retrieve(job_id), f"reading job {job_id}", logger=logger)
+        events = call(lambda: new_events(client, job_id, seen), f"reading events of {job_id}", logger=logger)
+        for event in events:
+            (logger.warning if event.level in ("warn", "error") else logger.info)("%s: %s", job_id, event.message)
+        changed = bool(events) or job.status != status
+        if job.status != status:
+            logger.info("Job %s is %s", job_id, job.status)
+            status = job.status
+        if job.status in FINAL:
+            if job.status == "succeeded":
+                logger.info("Job %s succeeded: model %s, %s trained tokens", job_id, job.fine_tuned_model,
+                            f"{job.trained_tokens or 0:,}")
+            return job_result(job)
+        if time.monotonic() > deadline:
+            raise RemoteError(f"fine-tuning job {job_id} still {job.status} after {timeout:g} s; it keeps running: "
+                              "run the flow again to follow it")
+        delay = next_delay(delay, changed, poll_base, poll_cap)
+        time.sleep(delay)
+
+
+def failure(result: FineTuneResult) -> RemoteError | None:
+    """The error a run ends with when its job did not succeed (with OpenAI's message)."""
+    if result.status == "failed":
+        return RemoteError(f"fine-tuning job {result.job_id} failed: {result.error or 'no reason given'}")
+    if result.status == "cancelled":
+        return RemoteError(f"fine-tuning job {result.job_id} was cancelled")
+    return None
+
+
+JOB_VARIABLE = "ftprep_latest_job"
+
+
+@task(name="publish-job")
+def publish_job(result: FineTuneResult) -> None:
+    """Record the job in the Variable the evaluate run reads, and as an artifact."""
+    from prefect.artifacts import create_table_artifact
+    from prefect.variables import Variable
+
+    Variable.set(JOB_VARIABLE, result.model_dump(mode="json"), overwrite=True)
+    create_table_artifact(key="ftprep-fine-tune", table=[result.model_dump(mode="json")],
+                          description=f"Fine-tuning job {result.job_id}: {result.status}")
+    get_run_logger().info("Stored job %s (%s, model %s) in Prefect Variable %r", result.job_id, result.status,
+                          result.fine_tuned_model or "none yet", JOB_VARIABLE)
+
+
+@task(name="cancel-job")
+def cancel_job(client: OpenAI, job_id: str) -> str:
+    job = client.fine_tuning.jobs.cancel(job_id)
+    get_run_logger().warning("Cancelled fine-tuning job %s (now %s)", job_id, job.status)
+    return job.status
