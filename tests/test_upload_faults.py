@@ -393,3 +393,11 @@ def test_two_concurrent_large_uploads_leave_one_remote_file(openai_env, big):
     results = race(lambda: upload_and_wait(client_for(openai_env), path, sha, policy=PARTS))
     assert openai_env.count("POST", "/v1/uploads", exact=True) == 2
     assert results[0][0].id == results[1][0].id == one_remote_copy(openai_env, path, sha).id
+
+
+def test_two_concurrent_task_runs_leave_one_remote_file(openai_env, jsonl):
+    path, sha = jsonl
+    openai_env.inject("POST", FILES, "delay", times=2, seconds=0.5)
+    a, b = race(lambda: run_task(client_for(openai_env), path, sha))
+    assert openai_env.count("POST", FILES, exact=True) == 2
+    assert a.id == b.id == one_remote_copy(openai_env, path, sha).id and {a.reused, b.reused} == {False, True}
