@@ -1,4 +1,4 @@
-"""A local, OpenAI-compatible stub server for the Files and Uploads APIs.
+"""A local, OpenAI-compatible stub server for the Files, Uploads, fine-tuning jobs and chat completions APIs.
 
 Standard library only.  Tests drive it with the real ``openai`` SDK over real HTTP::
 
@@ -13,11 +13,25 @@ Implemented endpoints (request/response shapes follow the OpenAI API):
 * ``GET /v1/files/{id}``, ``DELETE /v1/files/{id}``, ``GET /v1/files/{id}/content``
 * ``POST /v1/uploads``, ``POST /v1/uploads/{id}/parts`` (multipart ``data``),
   ``POST /v1/uploads/{id}/complete``, ``POST /v1/uploads/{id}/cancel``
+* ``POST /v1/fine_tuning/jobs``, ``GET /v1/fine_tuning/jobs`` (``limit`` (default 20), ``after``,
+  ``metadata[key]=value`` filters or ``metadata=null``), ``GET /v1/fine_tuning/jobs/{id}``,
+  ``POST /v1/fine_tuning/jobs/{id}/cancel``, ``GET /v1/fine_tuning/jobs/{id}/events`` (``limit``, ``after``)
+* ``POST /v1/chat/completions`` (no streaming)
 
 File processing: with ``processing_polls=k > 0`` a new file starts in status ``"uploaded"``; every
 ``GET /v1/files/{id}`` of it counts one poll and the k-th retrieve (and everything after it) shows the
 final status (``"processed"``, or ``"error"`` for files matched by :meth:`StubOpenAI.fail_processing_for`).
 With ``processing_polls=0`` the final status is returned right away by the create call.
+
+Fine-tuning jobs follow a script: a job is created in status ``job_script[0]`` and every
+``GET /v1/fine_tuning/jobs/{id}`` moves it one step along the script (default
+``validating_files -> queued -> running -> succeeded``) before answering; a script that ends in a non-terminal
+status leaves the job there.  Each transition appends job events (newest first in the events list).  On
+success the job gets ``fine_tuned_model`` (``ft:{base}:{organization}:{suffix}:{8 chars}``), ``trained_tokens``
+(training file bytes // 4 * n_epochs) and a ``fine-tune-results`` file (``step_metrics.csv``); a script ending
+in ``"failed"`` sets ``error`` (see :meth:`StubOpenAI.fail_jobs`).  Chat completions answer for the models in
+``base_models`` (fnmatch patterns) and for the fine-tuned models of succeeded jobs, else 404 ``model_not_found``;
+the reply text comes from ``chat_reply(messages, model)`` (default :meth:`StubOpenAI.price_reply`).
 
 Fault injection: :meth:`StubOpenAI.inject` (see its docstring for the kinds and their keyword arguments).
 
@@ -31,12 +45,15 @@ first line of stdout and serves until interrupted (SIGINT/SIGTERM).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import copy
 import email.message
 import fnmatch
 import hashlib
 import itertools
 import json
+import math
 import re
 import secrets
 import shutil
@@ -57,11 +74,15 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "DEFAULT_BASE_MODELS",
+    "DEFAULT_JOB_SCRIPT",
     "FAULT_KINDS",
+    "JOB_STATUSES",
     "Fault",
     "HeaderDict",
     "RecordedRequest",
     "StoredFile",
+    "StoredJob",
     "StubOpenAI",
     "mask_api_key",
 ]
@@ -82,6 +103,14 @@ _MAX_FORM_FIELD = 1024 * 1024
 _MAX_PART_HEADERS = 64 * 1024
 _LIST_LIMIT_MAX = 10_000
 _UPLOAD_MAX_BYTES = 8 * 1024**3
+JOB_STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
+_JOB_TERMINAL = ("succeeded", "failed", "cancelled")
+DEFAULT_JOB_SCRIPT = ("validating_files", "queued", "running", "succeeded")
+DEFAULT_BASE_MODELS = ("gpt-4o-mini*", "gpt-4o*", "gpt-4.1*", "gpt-3.5-turbo*", "babbage-002", "davinci-002")
+_HYPER_AUTO: dict[str, Any] = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8, "beta": 0.1}
+_JOBS_LIST_DEFAULT = 20
+_METADATA_FILTER = re.compile(r"metadata\[(?P<key>.+)\]")
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _TRUNCATED_JSON = b'{"id": "file-abc", "object": "file", "bytes": 12, "created_'
 _STATUS_DEFAULTS: dict[int, tuple[str, str, str | None]] = {
     400: ("Invalid request.", "invalid_request_error", None),
@@ -156,6 +185,7 @@ class RecordedRequest:
     fault: str | None = None  # kind of the injected fault applied to this request
     status: int | None = None  # HTTP status of the response (None: no response was sent)
     file_id: str | None = None  # id of a file created by this request (even if the response was dropped)
+    job_id: str | None = None  # id of a fine-tuning job created by this request (even if the response was dropped)
     error: str | None = None  # e.g. "client disconnected" or a traceback of a stub bug
 
 
@@ -256,6 +286,73 @@ class _Upload:
             "status": self.status,
             "file": self.file.as_dict() if self.file is not None else None,
         }
+
+
+@dataclass
+class StoredJob:
+    """A fine-tuning job.  ``job["status"]`` etc. give the fields of the FineTuningJob JSON; ``events`` are the
+    job's events oldest first (as event JSON dicts); ``script`` the statuses it goes through (see
+    :attr:`StubOpenAI.job_script`), ``step`` its position in it."""
+
+    id: str
+    model: str
+    training_file: str
+    validation_file: str | None
+    seed: int
+    suffix: str | None
+    created_at: int
+    method: dict[str, Any]  # as sent (or {"type": "supervised"}), hyperparameters filled in
+    hyperparameters: dict[str, Any]  # of the method; "auto" until the job runs
+    metadata: dict[str, str] | None
+    integrations: list[Any] | None
+    organization_id: str
+    script: list[str]
+    error_spec: dict[str, Any] | None  # the error a "failed" step sets
+    training_bytes: int
+    training_examples: int
+    seq: int = 0
+    step: int = 0
+    status: str = "validating_files"
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    result_files: list[str] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    finished_at: int | None = None
+    estimated_finish: int | None = None
+    total_steps: int | None = None
+    metrics_emitted: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        method_type = self.method.get("type", "supervised")
+        method = copy.deepcopy(self.method)
+        method[method_type] = {**(method.get(method_type) or {}), "hyperparameters": dict(self.hyperparameters)}
+        return {
+            "id": self.id,
+            "object": "fine_tuning.job",
+            "created_at": self.created_at,
+            "error": dict(self.error) if self.error is not None else None,
+            "fine_tuned_model": self.fine_tuned_model,
+            "finished_at": self.finished_at,
+            "hyperparameters": {k: self.hyperparameters[k] for k in ("batch_size", "learning_rate_multiplier",
+                                                                      "n_epochs") if k in self.hyperparameters},
+            "model": self.model,
+            "organization_id": self.organization_id,
+            "result_files": list(self.result_files),
+            "seed": self.seed,
+            "status": self.status,
+            "trained_tokens": self.trained_tokens,
+            "training_file": self.training_file,
+            "validation_file": self.validation_file,
+            "estimated_finish": self.estimated_finish,
+            "integrations": copy.deepcopy(self.integrations),
+            "metadata": dict(self.metadata) if self.metadata is not None else None,
+            "method": method,
+            "user_provided_suffix": self.suffix,
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -785,6 +882,51 @@ class _Handler(BaseHTTPRequestHandler):
         reader.drain()
         return _json_response(200, self.server.stub._cancel_upload(upload_id))
 
+    def jobs_create(self, rec: RecordedRequest, reader: _BodyReader, query: dict[str, str]) -> _Response:
+        body = self._read_json(rec, reader)
+        job = self.server.stub._create_job(body)
+        rec.job_id = job["id"]
+        return _json_response(200, job)
+
+    def jobs_list(self, rec: RecordedRequest, reader: _BodyReader, query: dict[str, str]) -> _Response:
+        reader.drain()
+        limit = _parse_limit(query, _JOBS_LIST_DEFAULT)
+        filters: dict[str, str] = {}
+        null_metadata = False
+        for key, value in query.items():
+            if key == "metadata":
+                if value != "null":
+                    raise _ApiError(400, "Invalid 'metadata' filter: use metadata[key]=value or metadata=null.",
+                                    param="metadata")
+                null_metadata = True
+            elif m := _METADATA_FILTER.fullmatch(key):
+                filters[m["key"]] = value
+        if null_metadata and filters:
+            raise _ApiError(400, "Do not combine metadata=null with metadata[key]=value filters.", param="metadata")
+        data, has_more = self.server.stub._list_jobs(query.get("after"), limit, filters, null_metadata)
+        return _json_response(200, {"object": "list", "data": data, "has_more": has_more})
+
+    def jobs_retrieve(self, rec: RecordedRequest, reader: _BodyReader, query: dict[str, str],
+                      job_id: str) -> _Response:
+        reader.drain()
+        return _json_response(200, self.server.stub._poll_job(job_id))
+
+    def jobs_cancel(self, rec: RecordedRequest, reader: _BodyReader, query: dict[str, str],
+                    job_id: str) -> _Response:
+        reader.drain()
+        return _json_response(200, self.server.stub._cancel_job(job_id))
+
+    def jobs_events(self, rec: RecordedRequest, reader: _BodyReader, query: dict[str, str],
+                    job_id: str) -> _Response:
+        reader.drain()
+        data, has_more = self.server.stub._list_job_events(job_id, query.get("after"),
+                                                          _parse_limit(query, _JOBS_LIST_DEFAULT))
+        return _json_response(200, {"object": "list", "data": data, "has_more": has_more})
+
+    def chat_completions(self, rec: RecordedRequest, reader: _BodyReader, query: dict[str, str]) -> _Response:
+        body = self._read_json(rec, reader)
+        return _json_response(200, self.server.stub._chat_completion(body))
+
     # ---- response writing -------------------------------------------------------------------------
     def _send(self, resp: _Response, rec: RecordedRequest) -> None:
         length = resp.stream.bytes if resp.stream is not None else len(resp.body)
@@ -832,6 +974,12 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/v1/uploads/(?P<upload_id>[^/]+)/parts"), "uploads_add_part"),
     ("POST", re.compile(r"/v1/uploads/(?P<upload_id>[^/]+)/complete"), "uploads_complete"),
     ("POST", re.compile(r"/v1/uploads/(?P<upload_id>[^/]+)/cancel"), "uploads_cancel"),
+    ("POST", re.compile(r"/v1/fine_tuning/jobs"), "jobs_create"),
+    ("GET", re.compile(r"/v1/fine_tuning/jobs"), "jobs_list"),
+    ("GET", re.compile(r"/v1/fine_tuning/jobs/(?P<job_id>[^/]+)"), "jobs_retrieve"),
+    ("POST", re.compile(r"/v1/fine_tuning/jobs/(?P<job_id>[^/]+)/cancel"), "jobs_cancel"),
+    ("GET", re.compile(r"/v1/fine_tuning/jobs/(?P<job_id>[^/]+)/events"), "jobs_events"),
+    ("POST", re.compile(r"/v1/chat/completions"), "chat_completions"),
 ]
 _ROUTES = [(m, re.compile(p.pattern + r"\Z"), h) for m, p, h in _ROUTES]
 
@@ -843,6 +991,50 @@ def _check_purpose(purpose: Any) -> str:
     if purpose not in FILE_PURPOSES:
         raise _ApiError(400, f"{purpose!r} is not one of {list(FILE_PURPOSES)!r} - 'purpose'", param="purpose")
     return str(purpose)
+
+
+def _parse_limit(query: dict[str, str], default: int) -> int:
+    try:
+        limit = int(query.get("limit", default))
+    except ValueError:
+        raise _ApiError(400, f"Invalid value for 'limit': {query.get('limit')!r}.", param="limit") from None
+    if not 1 <= limit <= _LIST_LIMIT_MAX:
+        raise _ApiError(400, f"Invalid 'limit': must be between 1 and {_LIST_LIMIT_MAX}.", param="limit")
+    return limit
+
+
+def _message_text(message: Any) -> str:
+    """The text of a chat message's ``content`` (a string or a list of ``{"type": "text", "text": ...}`` parts)."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _approx_tokens(text: str) -> int:
+    return (len(text) + 3) // 4
+
+
+def _hyperparameters(given: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise _ApiError(400, f"Invalid '{where}': expected an object.", param=where)
+    out: dict[str, Any] = {}
+    for key in keys:
+        value = given.get(key, "auto")
+        if value is None:
+            value = "auto"
+        if value != "auto":
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 1) if key in (
+                "n_epochs", "batch_size") else (isinstance(value, int | float) and not isinstance(value, bool)
+                                                and value > 0)
+            if not ok:
+                raise _ApiError(400, f"Invalid '{where}.{key}': {value!r}.", param=f"{where}.{key}")
+        out[key] = value
+    return out
 
 
 def _expires_at(fields: dict[str, str], purpose: str) -> int | None:
@@ -876,9 +1068,17 @@ class StubOpenAI:
     default 64 MiB), ``host``, ``port``, ``base_url`` (``http://127.0.0.1:PORT/v1``, set by :meth:`start`),
     ``storage_dir`` (temp dir with the stored bytes).
 
+    Fine-tuning and chat attributes: ``job_script`` (statuses of new jobs, default :data:`DEFAULT_JOB_SCRIPT`),
+    ``job_error`` (``{code, message, param}`` of jobs whose script reaches "failed"; None = a generic
+    internal error), ``base_models`` (fnmatch patterns of the models known for chat and as fine-tuning bases),
+    ``organization`` (name in fine-tuned model names), ``organization_id``, ``chat_reply`` (``callable(messages,
+    model) -> str``, default :meth:`price_reply`), ``price_factor`` (used by :meth:`price_reply`, default 1.5),
+    ``job_results_base64`` (store the results CSV base64-encoded, as the real API does; default False).
+
     Helpers: ``requests`` (snapshot list of :class:`RecordedRequest`), ``count()``, ``reset_records()``,
     ``files_for()``, ``file_content()``, ``seed_file()``, ``fail_processing_for()``, ``inject()``,
-    ``clear_faults()``.
+    ``clear_faults()``, ``jobs``, ``job()``, ``advance_job()``, ``fail_jobs()``, ``fine_tuned_models``,
+    ``price_reply()``.
     """
 
     def __init__(self, api_key: str | None = DEFAULT_API_KEY, processing_polls: int = 0, *,
@@ -897,6 +1097,16 @@ class StubOpenAI:
         self._files: dict[str, StoredFile] = {}
         self._file_keys: dict[str, tuple[int, int]] = {}  # sort keys, kept after deletion for `after=`
         self._uploads: dict[str, _Upload] = {}
+        self._jobs: dict[str, StoredJob] = {}
+        self._ft_models: dict[str, str] = {}  # fine-tuned model name -> job id
+        self._job_script: list[str] = list(DEFAULT_JOB_SCRIPT)
+        self.job_error: dict[str, Any] | None = None
+        self.base_models: list[str] = list(DEFAULT_BASE_MODELS)
+        self.organization = "stub-org"
+        self.organization_id = "org-stubopenai0000000000"
+        self.chat_reply: Any = self.price_reply
+        self.price_factor = 1.5
+        self.job_results_base64 = False
         self._seq = itertools.count(1)
         self._stopping = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -1061,6 +1271,76 @@ class StubOpenAI:
         with self._lock:
             self._faults.clear()
 
+    # ---- fine-tuning jobs and chat: test helpers -------------------------------------------------------
+    @property
+    def job_script(self) -> list[str]:
+        """Statuses a new job goes through: created in ``job_script[0]``, one step further on every retrieve.
+        Read when a job is created (existing jobs keep theirs).  A terminal status ("succeeded", "failed",
+        "cancelled") may only come last; a script ending in another status leaves the job there."""
+        return list(self._job_script)
+
+    @job_script.setter
+    def job_script(self, script: Iterable[str]) -> None:
+        script = list(script)
+        if not script:
+            raise ValueError("job_script must not be empty")
+        bad = [s for s in script if s not in JOB_STATUSES]
+        if bad:
+            raise ValueError(f"unknown job statuses {bad}; expected some of {JOB_STATUSES}")
+        if any(s in _JOB_TERMINAL for s in script[:-1]):
+            raise ValueError("a terminal status (succeeded/failed/cancelled) may only end the job_script")
+        with self._lock:
+            self._job_script = script
+
+    def fail_jobs(self, message: str = "The job failed due to an internal error.", code: str = "internal_error",
+                  param: str | None = None, *, after: str = "validating_files") -> None:
+        """Jobs created from now on fail: ``job_script`` becomes the default script up to ``after``, then
+        ``"failed"``, and the failed job's ``error`` is ``{code, message, param}``.  Restore with
+        ``stub.job_script = DEFAULT_JOB_SCRIPT``."""
+        if after not in DEFAULT_JOB_SCRIPT[:-1]:
+            raise ValueError(f"after must be one of {DEFAULT_JOB_SCRIPT[:-1]}")
+        with self._lock:
+            self.job_error = {"code": code, "message": message, "param": param}
+            self.job_script = [*DEFAULT_JOB_SCRIPT[: DEFAULT_JOB_SCRIPT.index(after) + 1], "failed"]
+
+    @property
+    def jobs(self) -> list[dict[str, Any]]:
+        """The stored fine-tuning jobs as FineTuningJob JSON dicts, oldest first."""
+        with self._lock:
+            return [j.as_dict() for j in sorted(self._jobs.values(), key=lambda j: j.seq)]
+
+    def job(self, job_id: str) -> StoredJob:
+        """The live :class:`StoredJob` (KeyError if unknown)."""
+        with self._lock:
+            return self._jobs[job_id]
+
+    def advance_job(self, job_id: str, steps: int = 1) -> dict[str, Any]:
+        """Move a job ``steps`` steps along its script, as that many retrieves would (without a request)."""
+        with self._lock:
+            job = self._jobs[job_id]
+            for _ in range(steps):
+                self._advance_job(job)
+            return job.as_dict()
+
+    @property
+    def fine_tuned_models(self) -> list[str]:
+        """Names of the models made by succeeded jobs, oldest first."""
+        with self._lock:
+            return list(self._ft_models)
+
+    def price_reply(self, messages: list[dict[str, Any]], model: str) -> str:
+        """The default ``chat_reply``: ``"Price is $X.XX"`` where X is the first number in the last user
+        message times ``price_factor`` (commas in the number are ignored), or, for a message without a number,
+        a price in [1, 1000) derived from a hash of the text."""
+        text = next((_message_text(m) for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"),
+                    "")
+        match = _NUMBER.search(text)
+        if match:
+            price = float(match.group().replace(",", "")) * self.price_factor
+        else:
+            price = 1 + int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 99_900 / 100
+        return f"Price is ${price:.2f}"
+
     # ---- internals used by the handler ------------------------------------------------------------
     def _track(self, sock: socket.socket, *, add: bool) -> None:
         with self._lock:
@@ -1110,10 +1390,11 @@ class StubOpenAI:
         return self._tmpdir / f"blob-{secrets.token_hex(8)}"
 
     def _store_file(self, filename: str, purpose: str, segments: list[Path], size: int,
-                    expires_at: int | None, *, created_at: int | None = None) -> StoredFile:
+                    expires_at: int | None, *, created_at: int | None = None, processed: bool = False) -> StoredFile:
+        """Store a file; ``processed=True`` (files the stub makes itself) skips processing polls and fail rules."""
         with self._lock:
             final_status, details = "processed", None
-            for substring, message in self._fail_rules:
+            for substring, message in [] if processed else self._fail_rules:
                 if substring in filename:
                     final_status, details = "error", message
                     break
@@ -1125,7 +1406,7 @@ class StubOpenAI:
                 created_at=int(time.time()) if created_at is None else created_at,
                 segments=segments,
                 expires_at=expires_at,
-                polls_needed=max(int(self.processing_polls), 0),
+                polls_needed=0 if processed else max(int(self.processing_polls), 0),
                 final_status=final_status,
                 final_details=details,
                 seq=next(self._seq),
@@ -1242,9 +1523,323 @@ class StubOpenAI:
             upload.parts.clear()
             return upload.as_dict()
 
+    # ---- fine-tuning jobs -----------------------------------------------------------------------------
+    def _model_known(self, model: str) -> bool:
+        with self._lock:
+            if model in self._ft_models:
+                return True
+            return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.base_models)
+
+    def _job_file(self, file_id: Any, param: str) -> StoredFile:
+        if not isinstance(file_id, str) or not file_id:
+            raise _ApiError(400, f"Invalid '{param}': expected a file id.", param=param)
+        with self._lock:
+            stored = self._files.get(file_id)
+        if stored is None:
+            raise _ApiError(400, f"invalid {param}: {file_id}", param=param)
+        if stored.purpose != "fine-tune":
+            raise _ApiError(400, f"invalid {param}: {file_id} has purpose {stored.purpose!r}, expected "
+                            "'fine-tune'.", param=param)
+        if stored.status == "uploaded":
+            raise _ApiError(400, f"File {file_id} is not ready", param=param, code="file_not_ready")
+        if stored.status != "processed":
+            raise _ApiError(400, f"invalid {param}: {file_id} failed processing: {stored.status_details}",
+                            param=param)
+        return stored
+
+    def _create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        for name in ("model", "training_file"):
+            if not body.get(name):
+                raise _ApiError(400, f"Missing required parameter: '{name}'.", param=name,
+                                code="missing_required_parameter")
+        model = body["model"]
+        if not isinstance(model, str) or not self._model_known(model):
+            raise _ApiError(400, f"Model {model} is not available for fine-tuning or does not exist.",
+                            param="model", code="model_not_available")
+        training = self._job_file(body["training_file"], "training_file")
+        validation_id = body.get("validation_file")
+        if validation_id is not None:
+            self._job_file(validation_id, "validation_file")
+        suffix = body.get("suffix")
+        if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64):
+            raise _ApiError(400, "Invalid 'suffix': expected a string of at most 64 characters.", param="suffix")
+        seed = body.get("seed")
+        if seed is None:
+            seed = secrets.randbelow(2**31)
+        elif not isinstance(seed, int) or isinstance(seed, bool):
+            raise _ApiError(400, f"Invalid 'seed': {seed!r}, expected an integer.", param="seed")
+        metadata = body.get("metadata")
+        if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > 16 or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
+            raise _ApiError(400, "Invalid 'metadata': expected at most 16 string keys with string values.",
+                            param="metadata")
+        method = body.get("method")
+        if method is None:
+            method = {"type": "supervised"}
+        if not isinstance(method, dict) or method.get("type") not in ("supervised", "dpo", "reinforcement"):
+            raise _ApiError(400, "Invalid 'method': expected an object with 'type' supervised, dpo or reinforcement.",
+                            param="method")
+        mtype = method["type"]
+        keys = ("batch_size", "learning_rate_multiplier", "n_epochs") + (("beta",) if mtype == "dpo" else ())
+        legacy = _hyperparameters(body.get("hyperparameters"), "hyperparameters", keys)
+        section = method.get(mtype) or {}
+        given = section.get("hyperparameters") if isinstance(section, dict) else None
+        hyper = _hyperparameters(given, f"method.{mtype}.hyperparameters", keys)
+        hyper = {k: hyper[k] if hyper[k] != "auto" else legacy[k] for k in keys}
+        lines, ends_with_newline = 0, True
+        try:
+            for chunk in training.iter_bytes():
+                lines += chunk.count(b"\n")
+                ends_with_newline = chunk.endswith(b"\n")
+        except OSError:  # deleted meanwhile: the job still refers to it, as on the real API
+            pass
+        integrations = body.get("integrations")
+        with self._lock:
+            job = StoredJob(
+                id=_new_id("ftjob-"),
+                model=model,
+                training_file=training.id,
+                validation_file=validation_id,
+                seed=seed,
+                suffix=suffix,
+                created_at=int(time.time()),
+                method=copy.deepcopy(method),
+                hyperparameters=hyper,
+                metadata=dict(metadata) if metadata is not None else None,
+                integrations=copy.deepcopy(integrations) if isinstance(integrations, list) else None,
+                organization_id=self.organization_id,
+                script=list(self._job_script),
+                error_spec=dict(self.job_error) if self.job_error is not None else None,
+                training_bytes=training.bytes,
+                training_examples=lines + (0 if ends_with_newline else 1),
+                seq=next(self._seq),
+            )
+            self._jobs[job.id] = job
+            self._job_event(job, f"Created fine-tuning job: {job.id}")
+            job.status = ""
+            self._enter_status(job, job.script[0])
+            return job.as_dict()
+
+    def _get_job(self, job_id: str) -> StoredJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise _ApiError(404, f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+        return job
+
+    def _poll_job(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._get_job(job_id)
+            self._advance_job(job)
+            return job.as_dict()
+
+    def _cancel_job(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._get_job(job_id)
+            if job.status in _JOB_TERMINAL:
+                raise _ApiError(400, f"Cannot cancel a job with status {job.status!r}: {job_id}",
+                                param="fine_tuning_job_id")
+            self._enter_status(job, "cancelled")
+            return job.as_dict()
+
+    def _list_jobs(self, after: str | None, limit: int, filters: dict[str, str],
+                   null_metadata: bool) -> tuple[list[dict[str, Any]], bool]:
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: j.seq, reverse=True)
+            if after:
+                cursor = self._jobs.get(after)
+                if cursor is None:
+                    raise _ApiError(400, f"Invalid 'after': no such fine-tuning job: {after}", param="after")
+                jobs = [j for j in jobs if j.seq < cursor.seq]
+            if null_metadata:
+                jobs = [j for j in jobs if not j.metadata]
+            for key, value in filters.items():
+                jobs = [j for j in jobs if j.metadata is not None and j.metadata.get(key) == value]
+            return [j.as_dict() for j in jobs[:limit]], len(jobs) > limit
+
+    def _list_job_events(self, job_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        with self._lock:
+            job = self._get_job(job_id)
+            events = job.events[::-1]  # newest first
+            if after:
+                ids = [e["id"] for e in events]
+                if after not in ids:
+                    raise _ApiError(400, f"Invalid 'after': no such event of {job_id}: {after}", param="after")
+                events = events[ids.index(after) + 1:]
+            return [dict(e) for e in events[:limit]], len(events) > limit
+
+    def _job_event(self, job: StoredJob, message: str, *, level: str = "info", type: str = "message",
+                   data: dict[str, Any] | None = None) -> None:
+        job.events.append({
+            "id": _new_id("ftevent-"),
+            "object": "fine_tuning.job.event",
+            "created_at": int(time.time()),
+            "level": level,
+            "message": message,
+            "data": data if data is not None else {},
+            "type": type,
+        })
+
+    def _advance_job(self, job: StoredJob) -> None:
+        if job.status in _JOB_TERMINAL or job.step + 1 >= len(job.script):
+            return
+        job.step += 1
+        self._enter_status(job, job.script[job.step])
+
+    def _resolve_hyperparameters(self, job: StoredJob) -> None:
+        if job.total_steps is not None:
+            return
+        job.hyperparameters = {k: _HYPER_AUTO[k] if v == "auto" else v for k, v in job.hyperparameters.items()}
+        batches = math.ceil(max(job.training_examples, 1) / job.hyperparameters["batch_size"])
+        job.total_steps = job.hyperparameters["n_epochs"] * batches
+
+    def _metric_steps(self, job: StoredJob) -> list[int]:
+        total = job.total_steps or 1
+        return sorted({1, *(max(1, round(total * k / 4)) for k in range(1, 5))})
+
+    def _metrics(self, job: StoredJob, step: int) -> dict[str, Any]:
+        total = job.total_steps or 1
+        loss = round(0.35 + 1.4 * (1 - step / total) ** 2, 4)
+        data: dict[str, Any] = {"step": step, "train_loss": loss,
+                                "train_mean_token_accuracy": round(0.55 + 0.4 * step / total, 4),
+                                "total_steps": total}
+        if job.validation_file is not None:
+            data["valid_loss"] = round(loss * 1.08 + 0.02, 4)
+            data["valid_mean_token_accuracy"] = round(0.5 + 0.4 * step / total, 4)
+        return data
+
+    def _emit_metrics(self, job: StoredJob, upto: int) -> None:
+        points = self._metric_steps(job)
+        for step in points[job.metrics_emitted:upto]:
+            data = self._metrics(job, step)
+            message = f"Step {step}/{job.total_steps}: training loss={data['train_loss']:.2f}"
+            if "valid_loss" in data:
+                message += f", validation loss={data['valid_loss']:.2f}"
+            self._job_event(job, message, type="metrics", data=data)
+        job.metrics_emitted = max(job.metrics_emitted, min(upto, len(points)))
+
+    def _results_csv(self, job: StoredJob) -> bytes:
+        total = job.total_steps or 1
+        lines = ["step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"]
+        stride = max(1, total // 1000)
+        for step in sorted({*range(1, total + 1, stride), total}):
+            m = self._metrics(job, step)
+            lines.append(f"{step},{m['train_loss']},{m['train_mean_token_accuracy']},{m.get('valid_loss', '')},"
+                         f"{m.get('valid_mean_token_accuracy', '')}")
+        return ("\n".join(lines) + "\n").encode()
+
+    def _enter_status(self, job: StoredJob, status: str) -> None:
+        previous, job.status = job.status, status
+        now = int(time.time())
+        if status == "validating_files" and previous != status:
+            message = f"Validating training file: {job.training_file}"
+            if job.validation_file is not None:
+                message += f" and validation file: {job.validation_file}"
+            self._job_event(job, message)
+        elif status == "queued" and previous != status:
+            self._job_event(job, "Files validated, moving job to queued state")
+        elif status == "running":
+            if previous != status:
+                self._resolve_hyperparameters(job)
+                job.estimated_finish = now + 60
+                self._job_event(job, "Fine-tuning job started")
+            runs = job.script.count("running")
+            nth = job.script[: job.step + 1].count("running")  # 1-based: this is the nth "running" step
+            self._emit_metrics(job, len(self._metric_steps(job)) * nth // max(runs, 1))
+        elif status == "succeeded":
+            self._resolve_hyperparameters(job)
+            self._emit_metrics(job, len(self._metric_steps(job)))
+            base = job.model.split(":")[1] if job.model.startswith("ft:") else job.model
+            short = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+                            for _ in range(8))
+            job.fine_tuned_model = f"ft:{base}:{self.organization}:{job.suffix or ''}:{short}"
+            job.trained_tokens = job.training_bytes // 4 * job.hyperparameters["n_epochs"]
+            path = self._new_blob()
+            content = self._results_csv(job)
+            if self.job_results_base64:
+                content = base64.b64encode(content)
+            path.write_bytes(content)
+            results = self._store_file("step_metrics.csv", "fine-tune-results", [path], len(content), None,
+                                       processed=True)
+            job.result_files = [results.id]
+            job.finished_at, job.estimated_finish = now, None
+            self._ft_models[job.fine_tuned_model] = job.id
+            self._job_event(job, f"Checkpoint created at step {job.total_steps}")
+            self._job_event(job, "New fine-tuned model created", data={"fine_tuned_model": job.fine_tuned_model})
+            self._job_event(job, "The job has successfully completed")
+        elif status == "failed":
+            job.error = dict(job.error_spec or {"code": "internal_error", "param": None,
+                                                "message": "The job failed due to an internal error."})
+            job.finished_at, job.estimated_finish = now, None
+            reason = {"invalid_training_file": "an invalid training file",
+                      "invalid_validation_file": "an invalid validation file"}.get(job.error["code"], "an error")
+            self._job_event(job, f"The job failed due to {reason}. {job.error['message']}", level="error")
+        elif status == "cancelled":
+            job.estimated_finish = None
+            self._job_event(job, "The job has been cancelled")
+
+    # ---- chat completions -----------------------------------------------------------------------------
+    def _chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        model = body.get("model")
+        if not model or not isinstance(model, str):
+            raise _ApiError(400, "Missing required parameter: 'model'.", param="model",
+                            code="missing_required_parameter")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _ApiError(400, "Missing required parameter: 'messages'.", param="messages",
+                            code="missing_required_parameter")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise _ApiError(400, f"Invalid 'messages[{i}]': expected an object with a 'role'.",
+                                param=f"messages[{i}]")
+        if body.get("stream"):
+            raise _ApiError(400, "The stub does not support streaming chat completions ('stream': true).",
+                            param="stream")
+        n = body.get("n") or 1
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128:
+            raise _ApiError(400, f"Invalid 'n': {n!r}, expected an integer between 1 and 128.", param="n")
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+                                       or max_tokens < 1):
+            raise _ApiError(400, f"Invalid 'max_tokens': {max_tokens!r}, expected a positive integer.",
+                            param="max_tokens")
+        if not self._model_known(model):
+            raise _ApiError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                            code="model_not_found")
+        reply = self.chat_reply(copy.deepcopy(messages), model)
+        if not isinstance(reply, str):
+            raise TypeError(f"chat_reply returned {type(reply).__name__}, expected str")
+        finish_reason = "stop"
+        completion_tokens = _approx_tokens(reply)
+        if max_tokens is not None and completion_tokens > max_tokens:
+            reply, completion_tokens, finish_reason = reply[: max_tokens * 4], max_tokens, "length"
+        prompt_tokens = 3 + sum(4 + _approx_tokens(_message_text(m)) for m in messages)
+        return {
+            "id": _new_id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": reply, "refusal": None, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+                for i in range(n)
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens * n,
+                "total_tokens": prompt_tokens + completion_tokens * n,
+            },
+            "service_tier": "default",
+            "system_fingerprint": "fp_stub",
+        }
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve the OpenAI Files/Uploads API stub until interrupted.")
+    parser = argparse.ArgumentParser(
+        description="Serve the OpenAI Files/Uploads/fine-tuning/chat API stub until interrupted.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8123, help="0 picks a free port")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="expected bearer key; '' disables auth")
