@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger
 from prefect.tasks import exponential_backoff
 
@@ -44,6 +46,9 @@ def prepare(
     """
     logger = get_run_logger()
     settings = load_settings()
+    # absolute paths: cache keys and results must not depend on the folder a run starts in
+    data, out = str(Path(data).resolve()), str(Path(out).resolve())
+    validation_data = str(Path(validation_data).resolve()) if validation_data else None
     ref = load_dataset(data)
     vref = load_dataset(validation_data) if validation_data else None
     plan = split_dataset(ref, split, vref)

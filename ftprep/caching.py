@@ -28,14 +28,3 @@ class FileContent(CachePolicy):
             path = Path(value)
             parts[name] = sha256_file(path) if path.is_file() else f"missing:{path}"
         return hash_objects(parts)
-
-
-@dataclass
-class RemoteTarget(CachePolicy):
-    """Key part: where the client sends requests (its base URL), never its credentials."""
-
-    param: str = "client"
-
-    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str | None:
-        client = inputs.get(self.param)
-        return hash_objects({"remote": str(getattr(client, "base_url", client))})

@@ -56,11 +56,10 @@ from typing import Any
 import openai
 from openai import OpenAI
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.utilities.math import lower_clamp_multiple
 
-from ftprep.caching import RemoteTarget
 from ftprep.client import UploadPolicy, upload_policy
 from ftprep.errors import FtprepError, InputError, RemoteError
 from ftprep.models import RemoteFile
@@ -521,8 +520,9 @@ def _retry_if_transient(task_obj, task_run, state) -> bool:
 
 @task(
     name="upload",
-    cache_policy=TASK_SOURCE + (INPUTS - "client" - "path" - "policy") + RemoteTarget(param="client"),
-    persist_result=True,
+    # Not cached: every run asks the server whether the file is still there (a scheduled re-upload re-checks
+    # the remote copies, reuses what exists and uploads only what is missing or changed).
+    cache_policy=NO_CACHE,
     retries=4,
     retry_delay_seconds=[2, 4, 8, 16],
     retry_jitter_factor=0.5,

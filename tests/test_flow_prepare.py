@@ -73,15 +73,30 @@ def test_full_run_uploads_persists_and_second_run_is_cached(tmp_path, monkeypatc
     manifest = PrepareResult.model_validate_json((out / "manifest.json").read_text())
     assert manifest == result
 
-    # Second identical run: nothing uploaded, the same file objects back, and the work shows as Cached.
+    # Second identical run: the work shows as Cached, the upload re-checks the remote copies and reuses them:
+    # nothing is sent, and the same file objects come back, marked reused.
     openai_env.reset_records()
     state2 = prepare(data=str(sample_pickle), out=str(out), return_state=True)
     assert state2.is_completed(), state2.message
-    assert state2.result().uploaded == result.uploaded
-    assert openai_env.count("POST", "/v1/files") == 0 and len(openai_env.files_for()) == 2
+    again = state2.result()
+    assert [(f.id, f.sha256, f.bytes) for f in again.uploaded] == [(f.id, f.sha256, f.bytes) for f in result.uploaded]
+    assert all(f.reused for f in again.uploaded)
+    assert openai_env.count("POST") == 0 and len(openai_env.files_for()) == 2
     states = states_by_task(state2.state_details.flow_run_id)
-    for name in ("load", "split", "format", "write", "upload"):
+    for name in ("load", "split", "format", "write", "validate"):
         assert states[name] and set(states[name]) == {"Cached"}, (name, states)
+    assert states["upload"] == ["Completed", "Completed"]
+
+    # A remote file deleted since (say, by hand in OpenAI's dashboard): the next run uploads only that one.
+    gone = result.remote_file("validation").id
+    from ftprep.client import make_client
+    from ftprep.settings import load_settings
+
+    make_client(load_settings()).files.delete(gone)
+    third = prepare(data=str(sample_pickle), out=str(out))
+    assert third.remote_file("train").reused and third.remote_file("train").id == result.remote_file("train").id
+    assert not third.remote_file("validation").reused and third.remote_file("validation").id != gone
+    assert openai_env.count("POST", "/v1/files", exact=True) == 1
 
 
 def test_rewrites_files_that_changed_since_the_cached_write(tmp_path, monkeypatch, sample_pickle):
