@@ -14,12 +14,21 @@ from tasks.publish import VARIABLE_NAME
 
 
 def _cancel_job_of_cancelled_run(flow, flow_run, state) -> None:
-    """On cancellation of the flow run, cancel the job it started (when ``cancel_job_on_cancel``)."""
-    if not flow_run.parameters.get("cancel_job_on_cancel", True):
-        return
+    """On cancellation of the flow run, cancel the job it started (when ``cancel_job_on_cancel``).
+
+    Runs in the worker or runner after the flow's process was stopped, so it finds the job through the
+    Variable the run wrote when it started the job.
+    """
+    from prefect.logging.loggers import flow_run_logger
+
+    logger = flow_run_logger(flow_run, flow)
     job = Variable.get(JOB_VARIABLE) or {}
-    if job.get("flow_run_id") == str(flow_run.id) and job.get("status") in ("validating_files", "queued", "running"):
-        cancel_job.fn(make_client(load_settings()), job["job_id"])
+    if job.get("flow_run_id") != str(flow_run.id):
+        return
+    if not flow_run.parameters.get("cancel_job_on_cancel", True):
+        logger.info("Flow run cancelled; job %s keeps running (cancel_job_on_cancel is off)", job["job_id"])
+        return
+    cancel_job(make_client(load_settings()), job["job_id"], logger)
 
 
 @flow(name="fine-tune", persist_result=True, result_serializer="json", on_cancellation=[_cancel_job_of_cancelled_run])

@@ -191,8 +191,12 @@ def publish_job(result: FineTuneResult) -> None:
                           result.fine_tuned_model or "none yet", JOB_VARIABLE)
 
 
-@task(name="cancel-job")
-def cancel_job(client: OpenAI, job_id: str) -> str:
+def cancel_job(client: OpenAI, job_id: str, logger: Any) -> str | None:
+    """Cancel a job that is still active; a job that already ended is left as it is."""
+    job = client.fine_tuning.jobs.retrieve(job_id)
+    if job.status not in ACTIVE:
+        logger.info("Job %s already %s; nothing to cancel", job_id, job.status)
+        return job.status
     job = client.fine_tuning.jobs.cancel(job_id)
-    get_run_logger().warning("Cancelled fine-tuning job %s (now %s)", job_id, job.status)
+    logger.warning("Cancelled fine-tuning job %s because its flow run was cancelled (now %s)", job_id, job.status)
     return job.status
