@@ -1,4 +1,4 @@
-"""``ftprep`` command line: ``ftprep prepare ...``.
+"""The ``ftprep`` command: prepare, validate, fine-tune, evaluate, serve.
 
 Expected errors (:class:`FtprepError`) print one line, ``error: ...``, and exit non-zero with no
 traceback; everything else is a bug and keeps its traceback.
@@ -35,7 +35,10 @@ def hide_expected_tracebacks() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ftprep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ftprep",
+        description="Turn a dataset into validated OpenAI fine-tuning files, upload them, fine-tune and evaluate, "
+                    "as Prefect flows. Settings (OPENAI_API_KEY, OPENAI_BASE_URL) come from the environment or .env.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="write fine-tuning JSONL files from a dataset and upload them")
     p.add_argument("--data", required=True, help="dataset file: .pkl, .csv, .jsonl or .parquet")
