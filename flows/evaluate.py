@@ -10,7 +10,7 @@ from ftprep.errors import InputError
 from ftprep.models import EvalMetrics
 from ftprep.settings import load_settings
 from tasks.evaluate import metrics, parse_price, predict, report, test_items
-from tasks.finetune import JOB_VARIABLE
+from tasks.finetune import MODEL_VARIABLE
 from tasks.format import resolve_template
 from tasks.load import load_dataset
 
@@ -30,7 +30,7 @@ def evaluate(
     Args:
         data: Test dataset (.pkl, .csv, .jsonl or .parquet) with prices.
         out: Folder for metrics.json and chart.png.
-        model: Model to evaluate; default: the latest fine-tuned model (Prefect Variable ftprep_latest_job).
+        model: Model to evaluate; default: the latest fine-tuned model (Prefect Variable ftprep_latest_model).
         n: How many items.
         sample_seed: Evaluate a seeded random sample of n items instead of the first n.
         template: The template the model was trained with (its messages minus the answer are sent).
@@ -38,14 +38,16 @@ def evaluate(
     """
     logger = get_run_logger()
     if model is None:
-        model = (Variable.get(JOB_VARIABLE) or {}).get("fine_tuned_model")
+        model = (Variable.get(MODEL_VARIABLE) or {}).get("fine_tuned_model")
         if not model:
-            raise InputError(f"no fine-tuned model yet (Prefect Variable {JOB_VARIABLE!r} has none): run fine-tune "
+            raise InputError(f"no fine-tuned model yet (Prefect Variable {MODEL_VARIABLE!r} is empty): run fine-tune "
                              "first, or pass --model")
         logger.info("Evaluating the latest fine-tuned model %s", model)
-    client = make_client(load_settings())
+    settings = load_settings()
+    client = make_client(settings)
     conversations, truths = test_items(load_dataset(data), resolve_template(template), n, sample_seed)
-    replies = predict(client, model, conversations, concurrency)
+    replies = predict(client, model, conversations, concurrency, attempts=1 + settings.upload_retries,
+                      retry_base=settings.retry_base_seconds)
     estimates = [parse_price(r) for r in replies]
     result = metrics(model, truths, estimates)
     logger.info("%s on %s items: MAE $%.2f, RMSLE %.3f, hit rate %.1f%%", model, result.items, result.mae,

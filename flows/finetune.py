@@ -59,11 +59,13 @@ def fine_tune(
             raise InputError("no training file: run prepare with an API key first (it stores the file ids in the "
                              f"Prefect Variable {VARIABLE_NAME!r}), or pass --training-file")
         logger.info("Using the latest prepared files: training %s, validation %s", training_file, validation_file)
-    client = make_client(load_settings())
+    settings = load_settings()
+    client = make_client(settings)
     wait_for_files(client, [f for f in (training_file, validation_file) if f])
     started = start_job(client, training_file, validation_file, job)
     Variable.set(JOB_VARIABLE, started.model_dump(mode="json") | {"flow_run_id": str(flow_run.id)}, overwrite=True)
-    result = follow_job(client, started.job_id, poll_base=poll_seconds)
+    result = follow_job(client, started.job_id, poll_base=poll_seconds, attempts=1 + settings.upload_retries,
+                        retry_base=settings.retry_base_seconds)
     result = result.model_copy(update={"reused": started.reused})
     publish_job(result)
     if (error := failure(result)) is not None:

@@ -16,7 +16,7 @@ from tasks.load import load_dataset
 from tasks.publish import publish_result
 from tasks.split import split_dataset
 from tasks.upload import upload_file
-from tasks.validate import validate_written
+from tasks.validate import training_price, validate_written
 from tasks.write import files_intact, write_files
 
 NO_KEY = ("upload skipped: OPENAI_API_KEY is not set. Put OPENAI_API_KEY=sk-... in the environment or in .env "
@@ -57,7 +57,7 @@ def prepare(
     if not files_intact(files):
         logger.info("Output files changed since they were written; writing them again")
         files = write_files.with_options(refresh_cache=True)(plan, fmt, out)
-    report = validate_written(files, model)  # errors stop the flow here, before any upload
+    report = validate_written(files, model, training_price(model))  # errors stop the flow here, before any upload
 
     uploaded, skipped = (), None
     if not upload:

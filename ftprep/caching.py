@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +31,40 @@ class FileContent(CachePolicy):
             path = Path(value)
             parts[name] = sha256_file(path) if path.is_file() else f"missing:{path}"
         return hash_objects(parts)
+
+
+@lru_cache(maxsize=64)
+def _module_digest(module: str) -> str:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        return f"missing:{module}"
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+
+
+@dataclass
+class CodeVersion(CachePolicy):
+    """Key part: the source of whole modules, so a change to a helper a task calls (not only the task's own
+    function, which is all TASK_SOURCE sees) makes earlier cached results stale."""
+
+    modules: list[str] = field(default_factory=list)
+
+    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str | None:
+        return hash_objects({m: _module_digest(m) for m in self.modules})
+
+
+@dataclass
+class TokenCounting(CachePolicy):
+    """Key part: whether token counts for the model in ``param`` are exact (tiktoken loaded) or estimates."""
+
+    param: str = "model"
+
+    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str | None:
+        from ftprep.openai_models import model_spec
+        from ftprep.tokens import text_counter
+
+        return hash_objects({"estimated": text_counter(model_spec(inputs[self.param]).encoding)[1] is not None})
+
+
+# The modules whose code decides what the pipeline writes and reports.
+PIPELINE_CODE = CodeVersion(modules=["tasks.load", "tasks.split", "tasks.format", "tasks.write", "tasks.validate",
+                                     "ftprep.models", "ftprep.tokens", "ftprep.openai_models"])

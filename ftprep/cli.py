@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ftprep.errors import FtprepError, InputError
 
 
@@ -202,6 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except ValidationError as e:  # an option outside its range, caught by the typed parameter models
+        first = e.errors()[0]
+        option = "--" + str(first["loc"][-1]).replace("_", "-") if first["loc"] else "an option"
+        print(f"error: {option}: {first['msg']} (got {first.get('input')!r}); see ftprep {args.command} --help",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -30,8 +30,8 @@ def make_client(settings: Settings) -> OpenAI:
     """
     if not settings.api_key:
         raise MissingKeyError(
-            "OPENAI_API_KEY is not set: put it in the environment or in .env to upload "
-            "(or pass --no-upload to only write the files)"
+            "OPENAI_API_KEY is not set: put OPENAI_API_KEY=sk-... in the environment or in .env "
+            "(prepare also works without it with --no-upload)"
         )
     return OpenAI(
         api_key=settings.api_key.get(),

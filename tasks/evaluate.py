@@ -125,14 +125,14 @@ def test_items(data: DatasetRef, template: Template, n: int, seed: int | None,
 
 @task(name="predict")
 def predict(client: OpenAI, model: str, conversations: list[list[dict[str, str]]], concurrency: int = 8,
-            seed: int = 42) -> list[str]:
+            seed: int = 42, attempts: int = 5, retry_base: float = 2.0) -> list[str]:
     """The model's reply to each conversation, ``concurrency`` calls at a time, transient failures retried."""
     logger = get_run_logger()
 
     def ask(i: int) -> str:
         reply = call(lambda: client.chat.completions.create(model=model, messages=conversations[i], seed=seed,
                                                              max_completion_tokens=16),
-                     f"item {i}: chat completion with {model}", logger=logger)
+                     f"item {i}: chat completion with {model}", attempts, retry_base, logger)
         return reply.choices[0].message.content or ""
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,7 +21,7 @@ from prefect import get_run_logger, task
 
 from ftprep.errors import InputError, RemoteError
 from ftprep.models import FineTuneConfig, FineTuneResult
-from tasks.upload import describe_error, is_transient, wait_until_processed
+from tasks.upload import describe_error, is_transient, retry_after, wait_until_processed
 
 ACTIVE = {"validating_files", "queued", "running"}
 REUSABLE = ACTIVE | {"succeeded"}
@@ -84,19 +85,22 @@ def job_result(job: Any, reused: bool = False) -> FineTuneResult:
                           error=error, reused=reused)
 
 
-def call(fn: Callable[[], Any], what: str, attempts: int = 5, base: float = 1.0, logger: Any = None) -> Any:
-    """``fn()`` with the uploads' policy: retry transient failures (bounded, backing off), refuse the rest."""
+def call(fn: Callable[[], Any], what: str, attempts: int = 5, base: float = 2.0, logger: Any = None) -> Any:
+    """``fn()`` with the uploads' policy: transient failures retried (``attempts`` in all, exponential backoff
+    from ``base`` seconds with jitter, never sooner than the server's Retry-After); the rest refused at once."""
     for attempt in range(1, attempts + 1):
         try:
             return fn()
         except Exception as e:
             if not is_transient(e) or attempt == attempts:
                 if isinstance(e, openai.APIError) or is_transient(e):
-                    raise RemoteError(f"{what} failed: {describe_error(e)}") from None
+                    raise RemoteError(f"{what} failed after {attempt} attempt(s): {describe_error(e)}") from None
                 raise
+            delay = max(base * 2 ** (attempt - 1) * random.uniform(0.75, 1.25), retry_after(e) or 0.0)
             if logger:
-                logger.warning("%s: attempt %s of %s failed: %s; retrying", what, attempt, attempts, describe_error(e))
-            time.sleep(base * 2 ** (attempt - 1))
+                logger.warning("%s: attempt %s of %s failed: %s; retrying in %.1f s", what, attempt, attempts,
+                               describe_error(e), delay)
+            time.sleep(delay)
     raise AssertionError("unreachable")
 
 
@@ -140,14 +144,16 @@ def start_job(client: OpenAI, training_file: str, validation_file: str | None,
 
 @task(name="follow-job")
 def follow_job(client: OpenAI, job_id: str, poll_base: float = 2.0, poll_cap: float = 60.0,
-               timeout: float = 24 * 3600) -> FineTuneResult:
+               timeout: float = 24 * 3600, attempts: int = 5, retry_base: float = 2.0) -> FineTuneResult:
     """Follow the job until it ends (succeeded, failed or cancelled), logging each new event once."""
     logger = get_run_logger()
     seen: set[str] = set()
     delay, deadline, status = poll_base, time.monotonic() + timeout, None
     while True:
-        job = call(lambda: client.fine_tuning.jobs.retrieve(job_id), f"reading job {job_id}", logger=logger)
-        events = call(lambda: new_events(client, job_id, seen), f"reading events of {job_id}", logger=logger)
+        job = call(lambda: client.fine_tuning.jobs.retrieve(job_id), f"reading job {job_id}", attempts, retry_base,
+                   logger)
+        events = call(lambda: new_events(client, job_id, seen), f"reading events of {job_id}", attempts, retry_base,
+                      logger)
         for event in events:
             (logger.warning if event.level in ("warn", "error") else logger.info)("%s: %s", job_id, event.message)
         changed = bool(events) or job.status != status
@@ -175,7 +181,8 @@ def failure(result: FineTuneResult) -> RemoteError | None:
     return None
 
 
-JOB_VARIABLE = "ftprep_latest_job"
+JOB_VARIABLE = "ftprep_latest_job"  # the latest job, whatever its outcome
+MODEL_VARIABLE = "ftprep_latest_model"  # the latest job that succeeded: what evaluate uses
 
 
 @task(name="publish-job")
@@ -185,6 +192,8 @@ def publish_job(result: FineTuneResult) -> None:
     from prefect.variables import Variable
 
     Variable.set(JOB_VARIABLE, result.model_dump(mode="json"), overwrite=True)
+    if result.status == "succeeded" and result.fine_tuned_model:
+        Variable.set(MODEL_VARIABLE, result.model_dump(mode="json"), overwrite=True)
     create_table_artifact(key="ftprep-fine-tune", table=[result.model_dump(mode="json")],
                           description=f"Fine-tuning job {result.job_id}: {result.status}")
     get_run_logger().info("Stored job %s (%s, model %s) in Prefect Variable %r", result.job_id, result.status,

@@ -20,6 +20,7 @@ import orjson
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
+from ftprep.caching import PIPELINE_CODE
 from ftprep.errors import TemplateError
 from ftprep.models import DatasetRef, FormatPlan, SplitPlan, Template
 
@@ -73,7 +74,10 @@ def _prompt(record: Mapping[str, Any]) -> str:
     title = record.get("title")
     if not (isinstance(title, str) and title and isinstance(body, str) and body):
         raise KeyError("prompt")
-    return f"{COURSE_QUESTION}\n\n{title}\n{body}\n\n{PRICE_PREFIX}{round(record['price'])}.00"
+    price = record.get("price")
+    if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price):
+        raise _RecordError("price", f"is {price!r}, not a finite number")
+    return f"{COURSE_QUESTION}\n\n{title}\n{body}\n\n{PRICE_PREFIX}{round(price)}.00"
 
 
 # name -> (function, field sets any one of which makes it available)
@@ -101,6 +105,9 @@ def load_template_file(path: Path) -> Template:
             f"found {', '.join(sorted(data)) or 'none'}"
         )
     data.setdefault("name", path.stem)
+    nonneg = data.get("nonnegative", [])
+    if not (isinstance(nonneg, list) and all(isinstance(x, str) for x in nonneg)):
+        raise TemplateError(f"template file {path}: nonnegative must be a list of field names, like [\"price\"]")
     try:
         return Template(**{k: tuple(v) if k == "nonnegative" else v for k, v in data.items()})
     except Exception as e:  # pydantic ValidationError: say which key is wrong in one line
@@ -225,6 +232,14 @@ class _One:
         return self.record
 
 
+def _fits_float(spec: str) -> bool:
+    try:
+        format(1.5, spec)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def _generate(template: Template) -> tuple[str, dict[str, Any]]:
     env: dict[str, Any] = {"dumps": orjson.dumps, "convert": _convert, "RecordError": _RecordError}
     values: list[str] = []  # lines computing s0, s1, ... (one per field occurrence)
@@ -255,6 +270,8 @@ def _generate(template: Template) -> tuple[str, dict[str, Any]]:
             if spec:
                 fast = f"type(v) is float and v - v == 0.0{' and v >= 0.0' if nonneg else ''}"
                 slow = f"convert(v, f, {spec!r}, {nonneg})"
+                if not _fits_float(spec):
+                    fast = "False"  # e.g. {n:d}: every value takes the careful path, which names a misfit
                 values.append(f"f = {name!r}; v = {fetch}\n"
                               f"            s{k} = format(v, {spec!r}) if {fast} else {slow}")
             else:
@@ -296,7 +313,7 @@ def compile_template(template: Template) -> Renderer:
 
 
 # ----------------------------------------------------------------------------------------------- task
-@task(name="format", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+@task(name="format", cache_policy=INPUTS + TASK_SOURCE + PIPELINE_CODE, persist_result=True)
 def format_examples(template: Template, plan: SplitPlan) -> FormatPlan:
     """Check the template against the dataset's fields and render the first training example as a preview."""
     from tasks.load import records_for

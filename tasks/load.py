@@ -23,7 +23,7 @@ import orjson
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from ftprep.caching import FileContent
+from ftprep.caching import PIPELINE_CODE, FileContent
 from ftprep.errors import InputError, UnsafePickleError
 from ftprep.hashing import sha256_file
 from ftprep.models import DatasetRef
@@ -328,7 +328,7 @@ def records_for(ref: DatasetRef) -> Sequence[Record]:
 # ----------------------------------------------------------------------------------------------- task
 @task(
     name="load",
-    cache_policy=INPUTS + TASK_SOURCE + FileContent(params=["path"]),
+    cache_policy=INPUTS + TASK_SOURCE + FileContent(params=["path"]) + PIPELINE_CODE,
     persist_result=True,
 )
 def load_dataset(path: str) -> DatasetRef:

@@ -15,6 +15,7 @@ import orjson
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
+from ftprep.caching import PIPELINE_CODE
 from ftprep.errors import InputError
 from ftprep.models import DatasetRef, Slice, SplitConfig, SplitPlan
 
@@ -88,7 +89,7 @@ def slice_indices(s: Slice) -> range | tuple[int, ...]:
     return _permutation(s.dataset.records, s.seed)[s.start : s.start + s.count]
 
 
-@task(name="split", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+@task(name="split", cache_policy=INPUTS + TASK_SOURCE + PIPELINE_CODE, persist_result=True)
 def split_dataset(data: DatasetRef, config: SplitConfig, validation_data: DatasetRef | None = None) -> SplitPlan:
     """Plan training and validation slices (positions only; no records are copied)."""
     from tasks.load import records_for

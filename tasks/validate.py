@@ -23,6 +23,7 @@ import orjson
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
+from ftprep.caching import PIPELINE_CODE, TokenCounting
 from ftprep.errors import FtprepError, InputError
 from ftprep.models import FileReport, Finding, TokenStats, ValidationReport, WrittenFiles
 from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
@@ -103,7 +104,9 @@ def _content_ok(content: Any) -> bool | None:
         for part in content:
             if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
                 return None
-            if part["type"] == "text" and not (isinstance(part.get("text"), str) and part["text"].strip()):
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                return None
+            if part["type"] == "text" and not part["text"].strip():
                 return False
         return True
     return None
@@ -150,8 +153,10 @@ def check_example(raw: bytes, lineno: int, count) -> LineResult:
         role = m.get("role")
         if role is None:
             codes.append("missing_role")
-        elif role not in ROLES:
+        elif not isinstance(role, str) or role not in ROLES:
             codes.append("invalid_role")
+            well_formed = False
+            role = str(role)
         roles.append(role)
         if not set(m) <= MESSAGE_KEYS:
             codes.append("unknown_message_key")
@@ -162,6 +167,7 @@ def check_example(raw: bytes, lineno: int, count) -> LineResult:
             ok = _content_ok(m["content"])
             if ok is None and not (m["content"] is None and role == "assistant" and m.get("tool_calls")):
                 codes.append("invalid_content")
+                well_formed = False  # no token count for content of the wrong type
             elif ok is False:
                 codes.append("empty_content")
         if "weight" in m and m["weight"] not in (0, 1):
@@ -343,23 +349,24 @@ def validate_files(
                                tokens=_stats(s.tokens, spec.max_tokens_per_example, s.examples)) for s in scans)
     billed = train if train is not None else (scans[0] if len(scans) == 1 else None)
     epochs = billable = cost = None
-    price = price_per_1m if price_per_1m is not None else _price_from_env(spec.training_usd_per_1m_tokens)
+    price = price_per_1m if price_per_1m is not None else training_price(model)
     if billed is not None and billed.tokens:
         epochs = default_epochs(billed.examples)
         billable = sum(min(t, spec.max_tokens_per_example) for t in billed.tokens)
         cost = round(billable * epochs * price / 1e6, 4)
     order = {ERROR: 0, WARNING: 1}
     findings.sort(key=lambda f: (order[f.severity], f.file, f.lines[:1]))
+    as_of = PRICES_AS_OF if price == spec.training_usd_per_1m_tokens else None  # the table's price, dated
     return ValidationReport(model=model, encoding=spec.encoding, token_counts_estimated=estimated,
                             files=reports, findings=tuple(findings), epochs=epochs, billable_tokens=billable,
-                            price_per_1m_tokens=price, price_as_of=PRICES_AS_OF if price_per_1m is None else None,
-                            estimated_cost_usd=cost)
+                            price_per_1m_tokens=price, price_as_of=as_of, estimated_cost_usd=cost)
 
 
-def _price_from_env(default: float) -> float:
+def training_price(model: str) -> float:
+    """USD per 1M training tokens: FTPREP_TRAINING_PRICE_PER_1M when set, else the dated table's price."""
     raw = os.environ.get("FTPREP_TRAINING_PRICE_PER_1M", "").strip()
     if not raw:
-        return default
+        return model_spec(model).training_usd_per_1m_tokens
     try:
         return float(raw)
     except ValueError:
@@ -432,13 +439,15 @@ def summary_line(report: ValidationReport) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- task
-@task(name="validate", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
-def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL) -> ValidationReport:
+@task(name="validate", cache_policy=INPUTS + TASK_SOURCE + PIPELINE_CODE + TokenCounting(param="model"),
+      persist_result=True)
+def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
+                     price_per_1m: float | None = None) -> ValidationReport:
     """Validate the written files; fail (before any upload) on errors, log warnings, publish the report."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     logger = get_run_logger()
-    report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model)
+    report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model, price_per_1m=price_per_1m)
     for line in render_text(report).splitlines():
         (logger.warning if line.startswith(("warning", "note")) else logger.info)(line)
     create_markdown_artifact(key="ftprep-validation", markdown=render_markdown(report),

@@ -21,6 +21,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
+from ftprep.caching import PIPELINE_CODE
 from ftprep.errors import InputError
 from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
 from tasks.format import Renderer, compile_template
@@ -142,7 +143,7 @@ def files_intact(files: WrittenFiles) -> bool:
     return True
 
 
-@task(name="write", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+@task(name="write", cache_policy=INPUTS + TASK_SOURCE + PIPELINE_CODE, persist_result=True)
 def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str) -> WrittenFiles:
     """Stream the training and validation examples into JSONL files (temporary file, then rename)."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact

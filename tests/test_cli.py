@@ -105,6 +105,7 @@ BAD_INPUTS = [
     (["--data", "items.jsonl", "--template", "nope"], "unknown template 'nope'"),
     (["--data", "items.jsonl", "--template", "bad.toml"], "template user is invalid"),
     (["--data", "items.jsonl", "--model", "gpt-9"], "unknown model 'gpt-9'"),
+    (["--data", "items.jsonl", "--train-offset", "-1"], "--train-offset: Input should be greater than or equal to 0"),
 ]
 
 

@@ -66,11 +66,16 @@ def test_a_failed_job_fails_the_flow_with_the_servers_message(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     prepared = prepare(data=str(sample_pickle), out=str(tmp_path / "out"),
                        split=SplitConfig(train_size=61, validation_size=20))
+    from prefect.variables import Variable
+
+    last_good = Variable.get("ftprep_latest_model")
     openai_env.fail_jobs(message="Training file has too few distinct examples", code="invalid_training_file")
     state = fine_tune(training_file=prepared.remote_file("train").id, job=FineTuneConfig(suffix="x"),
                       poll_seconds=0.02, return_state=True)
     assert state.is_failed()
     assert "failed: Training file has too few distinct examples" in state.message
+    assert Variable.get("ftprep_latest_job")["status"] == "failed"
+    assert Variable.get("ftprep_latest_model") == last_good  # evaluate keeps using the last model that worked
     # a failed job is not reused: the next run starts a new one
     openai_env.job_script = ("validating_files", "queued", "running", "succeeded")
     ok = fine_tune(training_file=prepared.remote_file("train").id, job=FineTuneConfig(suffix="x"), poll_seconds=0.02)

@@ -138,3 +138,16 @@ def test_invalid_output_fails_at_validate_and_uploads_nothing(tmp_path, monkeypa
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ftprep-validation"])), limit=1,
             sort="CREATED_DESC")
     assert "`empty_content`" in artifact.data and "NOT valid" in artifact.data
+
+
+def test_price_override_is_not_hidden_by_the_cache(tmp_path, monkeypatch, sample_pickle):
+    monkeypatch.chdir(tmp_path)
+    first = prepare(data=str(sample_pickle), out=str(tmp_path / "out"), upload=False,
+                    split=SplitConfig(train_size=33, validation_size=11))
+    monkeypatch.setenv("FTPREP_TRAINING_PRICE_PER_1M", "100")
+    second = prepare(data=str(sample_pickle), out=str(tmp_path / "out"), upload=False,
+                     split=SplitConfig(train_size=33, validation_size=11))
+    assert first.validation.price_per_1m_tokens == 3.0 and first.validation.price_as_of
+    assert second.validation.price_per_1m_tokens == 100.0 and second.validation.price_as_of is None
+    expected = first.validation.estimated_cost_usd * 100 / 3
+    assert second.validation.estimated_cost_usd == pytest.approx(expected, rel=1e-3)

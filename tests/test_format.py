@@ -122,3 +122,27 @@ def test_a_missing_field_is_named_even_after_other_records_rendered():
     good = {"prompt": "How much does this cost to the nearest dollar?\n\nX\n\nPrice is $1.00", "price": 1.0}
     with pytest.raises(TemplateError, match=r"record 1: field 'course_question' is missing"):
         render.chunk([good, {"price": 2.0}], [0, 1])
+
+
+@pytest.mark.parametrize("price, problem", [(float("nan"), "is nan, not a finite number"),
+                                            (None, "is None, not a finite number")])
+def test_items_without_prompt_name_a_bad_price(price, problem):
+    render = compile_template(PRESETS["course"])
+    with pytest.raises(TemplateError, match=rf"record 4: field 'price' {problem}"):
+        render({"title": "Knob", "description": "Bronze.", "price": price}, 4)
+
+
+def test_a_format_spec_that_does_not_fit_the_value_is_one_clear_error(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('user = "{title}"\nassistant = "{salary:d} USD"\n')
+    render = compile_template(resolve_template(str(path)))
+    assert render({"title": "x", "salary": 41000}, 0).endswith(b'"41000 USD"}]}\n')  # an int fits {:d}
+    with pytest.raises(TemplateError, match=r"record 1: field 'salary' is 41000.0, which does not fit format \{:d\}"):
+        render({"title": "x", "salary": 41000.0}, 1)
+
+
+def test_nonnegative_must_be_a_list(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('user = "{t}"\nassistant = "{salary}"\nnonnegative = "salary"\n')
+    with pytest.raises(TemplateError, match="nonnegative must be a list of field names"):
+        resolve_template(str(path))

@@ -49,12 +49,14 @@ BAD_LINE = {
     "unknown_key": ([json.dumps(example("u") | {"meta": 1})], (13,)),
     "message_not_object": (['{"messages": ["hi", {"role": "assistant", "content": "x"}]}'], (13,)),
     "missing_role": (['{"messages": [{"content": "q"}, {"role": "assistant", "content": "a"}]}'], (13,)),
-    "invalid_role": (['{"messages": [{"role": "human", "content": "q"}, {"role": "assistant", "content": "a"}]}'],
-                     (13,)),
+    "invalid_role": (['{"messages": [{"role": "human", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+                      '{"messages": [{"role": ["user"], "content": "q"}, {"role": "assistant", "content": "a"}]}'],
+                     (13, 14)),
     "missing_content": (['{"messages": [{"role": "user"}, {"role": "assistant", "content": "a"}]}'], (13,)),
     "empty_content": ([json.dumps(example("u", answer=""))], (13,)),
-    "invalid_content": (['{"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "a"}]}'],
-                        (13,)),
+    "invalid_content": (['{"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "a"}]}',
+                         '{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}, '
+                         '{"role": "assistant", "content": "a"}]}'], (13, 14)),
     "unknown_message_key": (['{"messages": [{"role": "user", "content": "q", "x": 1}, '
                              '{"role": "assistant", "content": "a"}]}'], (13,)),
     "invalid_weight": (['{"messages": [{"role": "user", "content": "q"}, '
