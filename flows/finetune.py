@@ -51,6 +51,7 @@ def fine_tune(
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
+    settings = load_settings()
     if training_file is None:
         latest = Variable.get(VARIABLE_NAME) or {}
         training_file = latest.get("train_file_id")
@@ -58,8 +59,10 @@ def fine_tune(
         if not training_file:
             raise InputError("no training file: run prepare with an API key first (it stores the file ids in the "
                              f"Prefect Variable {VARIABLE_NAME!r}), or pass --training-file")
+        if latest.get("remote") and latest["remote"] != settings.remote:
+            raise InputError(f"the latest prepared files were uploaded to {latest['remote']}, but OPENAI_BASE_URL "
+                             f"points at {settings.remote}; run prepare against it, or pass --training-file")
         logger.info("Using the latest prepared files: training %s, validation %s", training_file, validation_file)
-    settings = load_settings()
     client = make_client(settings)
     wait_for_files(client, [f for f in (training_file, validation_file) if f])
     started = start_job(client, training_file, validation_file, job)

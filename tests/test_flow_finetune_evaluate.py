@@ -88,3 +88,13 @@ def test_fine_tune_without_prepared_files_says_what_to_do(monkeypatch, prefect_s
     Variable.unset("ftprep_latest_files")
     state = fine_tune(return_state=True)
     assert state.is_failed() and "no training file: run prepare with an API key first" in state.message
+
+
+def test_latest_files_from_another_server_are_not_used(monkeypatch, prefect_server, openai_env):
+    from prefect.variables import Variable
+
+    Variable.set("ftprep_latest_files", {"remote": "https://api.openai.com/v1", "train_file_id": "file-elsewhere"},
+                 overwrite=True)
+    state = fine_tune(return_state=True)
+    assert state.is_failed() and "were uploaded to https://api.openai.com/v1" in state.message
+    assert openai_env.jobs == []
