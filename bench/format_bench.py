@@ -72,11 +72,12 @@ import json, sys, time
 from pathlib import Path
 from ftprep.models import SplitConfig
 from tasks.format import PRESETS, check_fields, compile_template, template_fields
-from tasks.load import describe
+from tasks.load import describe, new_store
 from tasks.split import plan_split
 from tasks.write import write_split
 from ftprep.models import FormatPlan
-ref, _ = describe({data!r})
+store = new_store()
+ref, _ = describe({data!r}, store)
 loaded = rss_mb()
 plan = plan_split(ref, SplitConfig(train_size={n_train}, validation_size={n_val}))
 template = PRESETS["course"]
@@ -86,7 +87,7 @@ with Peak() as peak:
         t0 = time.perf_counter()
         check_fields(template, ref)
         fmt = FormatPlan(template=template, fields=template_fields(template), preview="")
-        files = write_split(plan, fmt, Path({out!r}))
+        files = write_split(plan, fmt, Path({out!r}), store)
         times.append(time.perf_counter() - t0)
 print(json.dumps({{"seconds": min(times), "all": times, "loaded_mb": loaded, "peak_mb": peak.peak}}))
 """

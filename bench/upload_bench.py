@@ -33,8 +33,11 @@ CHILD = r"""
 import hashlib, json, os, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from ftprep.client import UploadPolicy, make_client
-from ftprep.settings import Secret, Settings
+from ftprep.client import make_client
+from ftprep.remote import RemotePolicy as UploadPolicy
+from pydantic import SecretStr
+
+from ftprep.settings import Settings
 from tasks.upload import upload_and_wait
 
 def status(field):
@@ -43,7 +46,7 @@ def status(field):
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024 / 1e6  # kB -> MB
 path, sha, mode = Path({path!r}), {sha!r}, {mode!r}
-client = make_client(Settings(api_key=Secret({key!r}), base_url={url!r}))
+client = make_client(Settings(api_key=SecretStr({key!r}), base_url={url!r}))
 client.files.list()  # connection, lazy imports
 policy = UploadPolicy(part_threshold={threshold}, part_size={part})
 before = status("VmRSS")

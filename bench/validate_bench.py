@@ -24,21 +24,22 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from ftprep.models import FormatPlan, SplitConfig
     from tasks.format import PRESETS, template_fields
-    from tasks.load import describe
+    from tasks.load import describe, new_store
     from tasks.split import plan_split
     from tasks.write import write_split
 
     data = OUT / "items-400000.pkl"
     if not data.exists():
         sys.exit(f"{data} is missing: run bench/format_bench.py first")
-    ref, _ = describe(data)
+    store = new_store()
+    ref, _ = describe(data, store)
     plan = plan_split(ref, SplitConfig(train_size=399_000, validation_size=1_000))
     fmt = FormatPlan(template=PRESETS["course"], fields=template_fields(PRESETS["course"]), preview="")
     out = OUT / "ftprep"
     times = []
     for _ in range(3):
         t = time.perf_counter()
-        files = write_split(plan, fmt, out)
+        files = write_split(plan, fmt, out, store)
         times.append(time.perf_counter() - t)
     write_s = min(times)
 

@@ -1,4 +1,7 @@
-"""The evaluate flow: ask the fine-tuned model for the prices of test items and measure how close it gets."""
+"""The evaluate flow: ask a model for the prices of test items and measure how close it gets.
+
+Run it with ``ftprep evaluate --data test.pkl`` or from the Prefect UI (deployment ``evaluate-latest``).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,14 @@ from prefect import flow, get_run_logger
 from prefect.variables import Variable
 
 from ftprep.client import make_client
-from ftprep.errors import InputError
+from ftprep.errors import InputError, RemoteError
 from ftprep.models import EvalMetrics
+from ftprep.names import LATEST_MODEL
+from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
 from tasks.evaluate import metrics, parse_price, predict, report, test_items
-from tasks.finetune import MODEL_VARIABLE
 from tasks.format import resolve_template
-from tasks.load import load_dataset
+from tasks.load import load_dataset, new_store
 
 
 @flow(name="evaluate", persist_result=True, result_serializer="json")
@@ -38,19 +42,21 @@ def evaluate(
     """
     logger = get_run_logger()
     if model is None:
-        model = (Variable.get(MODEL_VARIABLE) or {}).get("fine_tuned_model")
+        model = (Variable.get(LATEST_MODEL) or {}).get("fine_tuned_model")
         if not model:
-            raise InputError(f"no fine-tuned model yet (Prefect Variable {MODEL_VARIABLE!r} is empty): run fine-tune "
+            raise InputError(f"no fine-tuned model yet (Prefect Variable {LATEST_MODEL!r} is empty): run fine-tune "
                              "first, or pass --model")
         logger.info("Evaluating the latest fine-tuned model %s", model)
     settings = load_settings()
-    client = make_client(settings)
-    conversations, truths = test_items(load_dataset(data), resolve_template(template), n, sample_seed)
-    replies = predict(client, model, conversations, concurrency, attempts=1 + settings.upload_retries,
-                      retry_base=settings.retry_base_seconds)
-    estimates = [parse_price(r) for r in replies]
-    result = metrics(model, truths, estimates)
+    client, policy, store = make_client(settings), RemotePolicy.from_settings(settings), new_store()
+    conversations, truths = test_items(load_dataset(data, store), resolve_template(template), n, sample_seed, store)
+    answers = predict(client, settings.remote, model, conversations, concurrency, policy=policy)
+    answered = [(t, parse_price(a.text)) for t, a in zip(truths, answers, strict=True) if a is not None]
+    if not answered:
+        raise RemoteError(f"no item of {data} got an answer from {model}; see the warnings above")
+    result = metrics(model, [t for t, _ in answered], [e for _, e in answered])
+    result = result.model_copy(update={"failed": len(answers) - len(answered)})
     logger.info("%s on %s items: MAE $%.2f, RMSLE %.3f, hit rate %.1f%%", model, result.items, result.mae,
                 result.rmsle, 100 * result.hit_rate)
-    report(result, truths, estimates, out)
+    report(result, [t for t, _ in answered], [e for _, e in answered], out)
     return result

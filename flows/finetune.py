@@ -1,4 +1,7 @@
-"""The fine-tune flow: the files of the latest prepare run → one fine-tuning job, followed to its end."""
+"""The fine-tune flow: the files of the latest prepare run → one fine-tuning job, followed to its end.
+
+Run it with ``ftprep fine-tune`` or from the Prefect UI (deployment ``fine-tune-latest``).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ from prefect.variables import Variable
 from ftprep.client import make_client
 from ftprep.errors import InputError
 from ftprep.models import FineTuneConfig, FineTuneResult
+from ftprep.names import LATEST_FILES, LATEST_JOB
+from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
-from tasks.finetune import JOB_VARIABLE, cancel_job, failure, follow_job, publish_job, start_job, wait_for_files
-from tasks.publish import VARIABLE_NAME
+from tasks.finetune import cancel_job, failure, follow_job, publish_job, start_job, wait_for_files
 
 
 def _cancel_job_of_cancelled_run(flow, flow_run, state) -> None:
@@ -22,7 +26,7 @@ def _cancel_job_of_cancelled_run(flow, flow_run, state) -> None:
     from prefect.logging.loggers import flow_run_logger
 
     logger = flow_run_logger(flow_run, flow)
-    job = Variable.get(JOB_VARIABLE) or {}
+    job = Variable.get(LATEST_JOB) or {}
     if job.get("flow_run_id") != str(flow_run.id):
         return
     if not flow_run.parameters.get("cancel_job_on_cancel", True):
@@ -53,22 +57,22 @@ def fine_tune(
     logger = get_run_logger()
     settings = load_settings()
     if training_file is None:
-        latest = Variable.get(VARIABLE_NAME) or {}
+        latest = Variable.get(LATEST_FILES) or {}
         training_file = latest.get("train_file_id")
         validation_file = validation_file or latest.get("validation_file_id")
         if not training_file:
             raise InputError("no training file: run prepare with an API key first (it stores the file ids in the "
-                             f"Prefect Variable {VARIABLE_NAME!r}), or pass --training-file")
+                             f"Prefect Variable {LATEST_FILES!r}), or pass --training-file")
         if latest.get("remote") and latest["remote"] != settings.remote:
             raise InputError(f"the latest prepared files were uploaded to {latest['remote']}, but OPENAI_BASE_URL "
                              f"points at {settings.remote}; run prepare against it, or pass --training-file")
         logger.info("Using the latest prepared files: training %s, validation %s", training_file, validation_file)
-    client = make_client(settings)
-    wait_for_files(client, [f for f in (training_file, validation_file) if f])
-    started = start_job(client, training_file, validation_file, job)
-    Variable.set(JOB_VARIABLE, started.model_dump(mode="json") | {"flow_run_id": str(flow_run.id)}, overwrite=True)
-    result = follow_job(client, started.job_id, poll_base=poll_seconds, attempts=1 + settings.upload_retries,
-                        retry_base=settings.retry_base_seconds)
+    client, policy = make_client(settings), RemotePolicy.from_settings(settings)
+    wait_for_files.with_options(**policy.task_options())(client, [f for f in (training_file, validation_file) if f],
+                                                          policy)
+    started = start_job.with_options(**policy.task_options())(client, training_file, validation_file, job)
+    Variable.set(LATEST_JOB, started.model_dump(mode="json") | {"flow_run_id": str(flow_run.id)}, overwrite=True)
+    result = follow_job(client, started.job_id, policy, poll_base=poll_seconds)
     result = result.model_copy(update={"reused": started.reused})
     publish_job(result)
     if (error := failure(result)) is not None:

@@ -1,18 +1,23 @@
-"""The prepare flow: load → split → format → write → validate → upload → publish."""
+"""The prepare flow: load → split → format → write → validate → upload → publish.
+
+Run it with ``ftprep prepare --data items.pkl`` or from the Prefect UI (deployment ``prepare-sample``). It
+composes the tasks of ``tasks/`` and nothing else: settings are read once here and handed to the tasks that
+need them, the records travel in one store made for this run, and the tasks pass each other only references.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.tasks import exponential_backoff
 
-from ftprep.client import make_client, upload_policy
+from ftprep.client import make_client
 from ftprep.models import PrepareResult, SplitConfig
 from ftprep.openai_models import DEFAULT_MODEL
+from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
 from tasks.format import format_examples, resolve_template
-from tasks.load import load_dataset
+from tasks.load import load_dataset, new_store
 from tasks.publish import publish_result
 from tasks.split import split_dataset
 from tasks.upload import upload_file
@@ -46,18 +51,20 @@ def prepare(
     """
     logger = get_run_logger()
     settings = load_settings()
-    # absolute paths: cache keys and results must not depend on the folder a run starts in
+    store = new_store()
+    # absolute paths: cached results must not depend on the folder a run starts in
     data, out = str(Path(data).resolve()), str(Path(out).resolve())
     validation_data = str(Path(validation_data).resolve()) if validation_data else None
-    ref = load_dataset(data)
-    vref = load_dataset(validation_data) if validation_data else None
-    plan = split_dataset(ref, split, vref)
-    fmt = format_examples(resolve_template(template), plan)
-    files = write_files(plan, fmt, out)
+    ref = load_dataset(data, store)
+    vref = load_dataset(validation_data, store) if validation_data else None
+    plan = split_dataset(ref, split, vref, store)
+    fmt = format_examples(resolve_template(template), plan, store)
+    files = write_files(plan, fmt, out, store)
     if not files_intact(files):
         logger.info("Output files changed since they were written; writing them again")
-        files = write_files.with_options(refresh_cache=True)(plan, fmt, out)
-    report = validate_written(files, model, training_price(model))  # errors stop the flow here, before any upload
+        files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store)
+    # errors stop the flow here, before any upload
+    report = validate_written(files, model, training_price(model, settings.training_price_per_1m))
 
     uploaded, skipped = (), None
     if not upload:
@@ -66,13 +73,8 @@ def prepare(
         skipped = NO_KEY
         logger.warning(NO_KEY)
     else:
-        client = make_client(settings)
-        uploader = upload_file.with_options(
-            retries=settings.upload_retries,
-            retry_delay_seconds=exponential_backoff(settings.retry_base_seconds)(settings.upload_retries)
-            if settings.upload_retries else 0,
-        )
-        policy = upload_policy(settings)
+        client, policy = make_client(settings), RemotePolicy.from_settings(settings)
+        uploader = upload_file.with_options(**policy.task_options())
         futures = [uploader.submit(client, f.path, f.sha256, f.examples, f.role, policy=policy)
                    for f in files.files()]
         uploaded = tuple(fut.result() for fut in futures)
@@ -80,5 +82,5 @@ def prepare(
     result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,
                            remote=settings.remote if uploaded else None, uploaded=uploaded,
                            upload_skipped_reason=skipped)
-    publish_result(result)
+    publish_result(result, dashboard_links=settings.is_openai)
     return result

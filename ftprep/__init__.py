@@ -1,3 +1,8 @@
-"""ftprep: turn a dataset of examples into validated OpenAI fine-tuning files and upload them."""
+"""ftprep's foundation: settings, the remote-call policy, models, names, errors and redaction (no Prefect flows)."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("ftprep")
+except PackageNotFoundError:  # running from a checkout that was not installed
+    __version__ = "0+unknown"

@@ -9,10 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from prefect.cache_policies import CachePolicy
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.utilities.hashing import hash_objects
 
-from ftprep.hashing import sha256_file
+from ftprep.fsio import sha256_file
 
 
 @dataclass
@@ -65,6 +65,10 @@ class TokenCounting(CachePolicy):
         return hash_objects({"estimated": text_counter(model_spec(inputs[self.param]).encoding)[1] is not None})
 
 
-# The modules whose code decides what the pipeline writes and reports.
-PIPELINE_CODE = CodeVersion(modules=["tasks.load", "tasks.split", "tasks.format", "tasks.write", "tasks.validate",
-                                     "ftprep.models", "ftprep.tokens", "ftprep.openai_models"])
+def content_cache(modules: list[str], exclude: tuple[str, ...] = ("store", "settings", "client")) -> CachePolicy:
+    """A task's cache policy: its inputs (without the handed-in store, settings and client, which are not
+    content), its own source and the source of ``modules``."""
+    policy = INPUTS
+    for name in exclude:
+        policy = policy - name
+    return policy + TASK_SOURCE + CodeVersion(modules=list(modules))

@@ -1,7 +1,7 @@
-"""Expected errors: each carries one line that names the input and says what to do.
+"""Expected errors, all of them: each carries one redacted line that names the input and says what to do.
 
-Anything raised as an :class:`FtprepError` is shown to the user as ``error: <message>`` with no
-traceback and a non-zero exit. Anything else is a bug and keeps its traceback.
+Anything raised as an :class:`FtprepError` is shown to the user as ``error: <message>`` with no traceback and
+its ``exit_code``; anything else is a bug and keeps its traceback.
 """
 
 
@@ -11,12 +11,14 @@ class FtprepError(Exception):
     exit_code = 2
 
     def __init__(self, message: str):
-        # One line, always: a multi-line message would be cut in logs and UIs.
-        super().__init__(" ".join(str(message).split()))
+        from ftprep.redact import redact
+
+        # One line, always (a multi-line message would be cut in logs and UIs), and never a secret.
+        super().__init__(redact(" ".join(str(message).split())))
 
 
 class InputError(FtprepError):
-    """A dataset, path or parameter given by the user cannot be used."""
+    """A dataset, path, setting or parameter given by the user cannot be used."""
 
 
 class UnsafePickleError(InputError):
@@ -27,5 +29,24 @@ class TemplateError(FtprepError):
     """A template is invalid or names fields the dataset does not have."""
 
 
+class MissingKeyError(FtprepError):
+    """No API key is configured."""
+
+
 class RemoteError(FtprepError):
-    """The OpenAI API (or a compatible server) refused or failed a request."""
+    """The OpenAI API (or a compatible server) refused or failed a request, for good."""
+
+
+class TransientRemoteError(RemoteError):
+    """An attempt failed for a reason worth another attempt (the task's Prefect retries take it)."""
+
+    def __init__(self, message: str, reason: str = "", retry_after: float | None = None):
+        super().__init__(message)
+        self.reason = reason or str(self)
+        self.retry_after = retry_after
+
+
+class ValidationFailed(FtprepError):
+    """The written files have errors; nothing was uploaded."""
+
+    exit_code = 1

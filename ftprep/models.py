@@ -192,9 +192,11 @@ PrepareResult.model_rebuild()
 class FineTuneConfig(_Model):
     """The job's settings (the fine-tune flow's ``job`` parameter); defaults are the course's."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
     model: str = Field("gpt-4o-mini-2024-07-18", description="Base model to fine-tune.")
     seed: int | None = Field(42, description="Seed, for a repeatable job.")
-    n_epochs: int | None = Field(1, ge=1, description="Epochs; empty lets OpenAI choose.")
+    n_epochs: int | None = Field(1, ge=1, alias="epochs", description="Epochs; empty lets OpenAI choose.")
     suffix: str | None = Field("pricer", max_length=64, description="Suffix of the fine-tuned model's name.")
     wandb_project: str | None = Field(
         None, description="Weights & Biases project to report to (e.g. gpt-pricer); needs W&B set up in OpenAI."
@@ -216,6 +218,15 @@ class FineTuneResult(_Model):
     reused: bool = False
 
 
+class Answer(_Model):
+    """One model reply, as kept in Prefect's result storage: its text, usage and latency."""
+
+    text: str
+    latency_seconds: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class EvalMetrics(_Model):
     """How close a model's prices are to the truth on a fixed set of items."""
 
@@ -225,3 +236,4 @@ class EvalMetrics(_Model):
     rmsle: float  # root mean squared log error
     hit_rate: float  # share within $40 or 20% of the truth
     unparsed: int  # replies with no number in them (counted as $0, as the course does)
+    failed: int = 0  # items with no answer (failed for good): left out of the metrics

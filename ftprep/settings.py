@@ -1,89 +1,108 @@
-"""Settings from the environment and ``.env``: the only place the API key is read.
+"""Settings from the environment and ``.env``: one typed object, the only place a secret is read.
 
-The key is held in a :class:`Secret` whose ``repr``/``str`` never show it, so a settings object can be
-logged, put in an error message or end up in a traceback without leaking it.
+Built once per run (:func:`load_settings`) and handed to whatever needs it; never a flow parameter. The API
+key is a :class:`~pydantic.SecretStr`, so printing, logging or pickling the settings never shows it, and
+:meth:`Settings.secrets` lists every secret value for the redaction layer (:mod:`ftprep.redact`).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-from dotenv import load_dotenv
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ftprep.errors import InputError
 
-class Secret:
-    """A string that does not print itself."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __reduce__(self):  # never pickled into a result or a cache
-        raise TypeError("a Secret cannot be pickled")
+MIB = 1024 * 1024
+FILES_CREATE_LIMIT = 512 * MIB  # the largest file ``files.create`` accepts
 
 
-@dataclass(frozen=True)
-class Settings:
-    api_key: Secret | None = field(default=None)
-    base_url: str | None = None
-    timeout_seconds: float = 600.0
-    upload_retries: int = 4
-    retry_base_seconds: float = 2.0
-    processing_timeout_seconds: float = 600.0
-    upload_part_threshold: int = 512 * 1024 * 1024  # above this, the Uploads API in 64 MiB parts
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Every setting ftprep reads, with its environment variable, default and bounds."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True, populate_by_name=True)
+
+    api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    timeout_seconds: Annotated[float, Field(gt=0)] = Field(600.0, validation_alias=_env("FTPREP_OPENAI_TIMEOUT"))
+    upload_retries: Annotated[int, Field(ge=0, le=100)] = Field(4, validation_alias=_env("FTPREP_UPLOAD_RETRIES"))
+    retry_base_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        2.0, validation_alias=_env("FTPREP_RETRY_BASE_SECONDS"))
+    processing_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        600.0, validation_alias=_env("FTPREP_PROCESSING_TIMEOUT"))
+    upload_part_threshold: Annotated[int, Field(ge=0)] = Field(
+        FILES_CREATE_LIMIT, validation_alias=_env("FTPREP_UPLOAD_PART_THRESHOLD"))
+    training_price_per_1m: Annotated[float, Field(ge=0)] | None = Field(
+        None, validation_alias=_env("FTPREP_TRAINING_PRICE_PER_1M"))
+
+    @field_validator("api_key", "base_url", "training_price_per_1m", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("timeout_seconds", "retry_base_seconds", "processing_timeout_seconds",
+                     "training_price_per_1m", mode="after")
+    @classmethod
+    def _finite(cls, value):
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
 
     @property
     def has_key(self) -> bool:
-        return bool(self.api_key)
+        return self.api_key is not None and bool(self.api_key.get_secret_value().strip())
 
     @property
     def remote(self) -> str:
-        """Where files go, without credentials: used in cache keys and logs."""
-        return (self.base_url or "https://api.openai.com/v1").rstrip("/")
+        """Where files go, without credentials (userinfo, query): used in cache keys, logs and manifests."""
+        from ftprep.redact import strip_url_credentials
+
+        return strip_url_credentials((self.base_url or "https://api.openai.com/v1").rstrip("/"))
+
+    @property
+    def is_openai(self) -> bool:
+        """True when requests go to OpenAI itself (dashboard links make sense only then)."""
+        return self.remote.startswith("https://api.openai.com")
+
+    def secrets(self) -> list[str]:
+        """Every secret value these settings hold (for the redaction layer)."""
+        found = []
+        if self.api_key is not None and self.api_key.get_secret_value():
+            found.append(self.api_key.get_secret_value())
+        if self.base_url:
+            from ftprep.redact import url_credentials
+
+            found.extend(url_credentials(self.base_url))
+        return found
+
+
+ENV_NAMES = {name: field.validation_alias.choices[0] for name, field in Settings.model_fields.items()}
 
 
 def load_settings(env_file: str | os.PathLike | None = None) -> Settings:
-    """Read settings from the environment, after loading ``.env`` (which never overrides the environment)."""
+    """Read settings from the environment, after ``.env`` in the working folder (the environment wins).
+
+    A value that is not a number, not finite or out of range is an :class:`InputError` naming the variable.
+    """
     path = Path(env_file) if env_file else Path.cwd() / ".env"
-    if path.is_file():
-        load_dotenv(path, override=False)
-    key = os.environ.get("OPENAI_API_KEY", "").strip()
-    base_url = os.environ.get("OPENAI_BASE_URL", "").strip() or None
-    return Settings(
-        api_key=Secret(key) if key else None,
-        base_url=base_url,
-        timeout_seconds=_number("FTPREP_OPENAI_TIMEOUT", 600.0),
-        upload_retries=int(_number("FTPREP_UPLOAD_RETRIES", 4)),
-        retry_base_seconds=_number("FTPREP_RETRY_BASE_SECONDS", 2.0),
-        processing_timeout_seconds=_number("FTPREP_PROCESSING_TIMEOUT", 600.0),
-        upload_part_threshold=int(_number("FTPREP_UPLOAD_PART_THRESHOLD", 512 * 1024 * 1024)),
-    )
-
-
-def _number(name: str, default: float) -> float:
-    from ftprep.errors import InputError
-
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
     try:
-        value = float(raw)
-    except ValueError:
-        raise InputError(f"{name}={raw!r} is not a number; set it to a number or unset it") from None
-    if value < 0:
-        raise InputError(f"{name}={raw!r} is negative; set it to zero or more")
-    return value
+        settings = Settings(_env_file=path if path.is_file() else None)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        name = next((env for attr, env in ENV_NAMES.items() if field in (attr, env)), field)
+        raw = os.environ.get(name, first.get("input"))
+        raise InputError(f"{name}={raw!r} is invalid ({first['msg'].lower()}); set it to a valid value or "
+                         "unset it") from None
+    from ftprep.redact import register_secrets
+
+    register_secrets(settings.secrets())
+    return settings

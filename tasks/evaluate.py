@@ -2,28 +2,37 @@
 
 Pure part: :func:`prompt_messages` (the training messages without the answer), :func:`parse_price`,
 :func:`metrics` (mean absolute error, root mean squared log error, hit rate: within $40 or 20%, as the
-course's tester colours an estimate green) and :func:`scatter_chart`. Tasks: :func:`predict` calls the
-model for every item, concurrently with a limit and with the uploads' retry policy; :func:`report`
-writes metrics.json and chart.png and shows both in an artifact.
+course's tester colours an estimate green) and :func:`scatter_chart`. Tasks: :func:`ask` is one chat call,
+cached by content (endpoint, model, messages, generation parameters) in Prefect's result storage, so an answer
+already paid for is never requested again, with the remote policy's retries; :func:`predict` runs one
+``ask`` per item, ``concurrency`` at a time; :func:`report` writes metrics.json and chart.png.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import openai
 import orjson
 from openai import OpenAI
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-from ftprep.models import DatasetRef, EvalMetrics, Template
-from tasks.finetune import call
+from ftprep.errors import RemoteError
+from ftprep.fsio import atomic_write
+from ftprep.models import Answer, DatasetRef, EvalMetrics, Template
+from ftprep.names import ARTIFACT_EVALUATION, CHART, METRICS
+from ftprep.records import RecordStore
+from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error
 from tasks.format import compile_template
 
 HIT_DOLLARS, HIT_SHARE = 40.0, 0.2
@@ -78,11 +87,10 @@ def scatter_chart(path: Path, truths: Sequence[float], estimates: Sequence[float
     ax.scatter(truths, guesses, s=6, c=[colour(t, g) for t, g in zip(truths, guesses, strict=True)])
     ax.set(xlabel="Ground truth ($)", ylabel="Model estimate ($)", xlim=(0, top), ylim=(0, top), title=title)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, buffer.getvalue())
 
 
 def pick(total: int, n: int, seed: int | None) -> list[int]:
@@ -101,14 +109,13 @@ def pick(total: int, n: int, seed: int | None) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------- tasks
-@task(name="test-items")
-def test_items(data: DatasetRef, template: Template, n: int, seed: int | None,
+@task(name="test-items", cache_policy=NO_CACHE)
+def test_items(data: DatasetRef, template: Template, n: int, seed: int | None, store: RecordStore,
                price_field: str = "price") -> tuple[list[list[dict[str, str]]], list[float]]:
     """The conversations to send (training messages minus the answer) and the true prices."""
     from ftprep.errors import InputError
-    from tasks.load import records_for
 
-    records = records_for(data)
+    records = store.read(data.path, data.sha256)
     chosen = pick(len(records), n, seed)
     conversations, truths = [], []
     for i in chosen:
@@ -123,22 +130,61 @@ def test_items(data: DatasetRef, template: Template, n: int, seed: int | None,
     return conversations, truths
 
 
-@task(name="predict")
-def predict(client: OpenAI, model: str, conversations: list[list[dict[str, str]]], concurrency: int = 8,
-            seed: int = 42, attempts: int = 5, retry_base: float = 2.0) -> list[str]:
-    """The model's reply to each conversation, ``concurrency`` calls at a time, transient failures retried."""
+def answer_key(endpoint: str, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+    """The content an answer depends on: where it was asked, which model, the messages, generation parameters."""
+    canonical = orjson.dumps({"endpoint": endpoint, "model": model, "messages": messages, "params": params},
+                             option=orjson.OPT_SORT_KEYS)
+    return "ftprep-answer-" + hashlib.sha256(canonical).hexdigest()
+
+
+def _answer_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    return answer_key(parameters["endpoint"], parameters["model"], parameters["messages"], parameters["params"])
+
+
+@task(name="ask", task_run_name="ask-{model}-item-{item}", cache_key_fn=_answer_cache_key, persist_result=True,
+      result_serializer="json", **DEFAULT_POLICY.task_options())
+def ask(client: OpenAI, endpoint: str, model: str, messages: list[dict[str, str]], params: dict[str, Any],
+        item: int) -> Answer:
+    """One chat completion, kept in Prefect's result storage under its content key (never paid for twice)."""
+    started = time.perf_counter()
+    try:
+        reply = client.chat.completions.create(model=model, messages=messages, **params)
+    except openai.APIError as e:
+        raise as_remote_error(f"item {item}: chat completion with {model}", e) from None
+    latency = time.perf_counter() - started
+    if not reply.choices:
+        raise RemoteError(f"item {item}: {model} answered with no choices; the item is left out of the metrics")
+    usage = reply.usage
+    return Answer(text=reply.choices[0].message.content or "", latency_seconds=round(latency, 4),
+                  prompt_tokens=usage.prompt_tokens if usage else 0,
+                  completion_tokens=usage.completion_tokens if usage else 0)
+
+
+@task(name="predict", cache_policy=NO_CACHE)
+def predict(client: OpenAI, endpoint: str, model: str, conversations: list[list[dict[str, str]]],
+            concurrency: int = 8, seed: int = 42, policy: RemotePolicy = DEFAULT_POLICY) -> list[Answer | None]:
+    """One :func:`ask` per conversation, ``concurrency`` at a time; None for an item that failed for good."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     logger = get_run_logger()
-
-    def ask(i: int) -> str:
-        reply = call(lambda: client.chat.completions.create(model=model, messages=conversations[i], seed=seed,
-                                                             max_completion_tokens=16),
-                     f"item {i}: chat completion with {model}", attempts, retry_base, logger)
-        return reply.choices[0].message.content or ""
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        replies = list(pool.map(ask, range(len(conversations))))
-    logger.info("%s replies from %s", len(replies), model)
-    return replies
+    params = {"seed": seed, "max_completion_tokens": 16}
+    asker = ask.with_options(**policy.task_options())
+    answers: list[Answer | None] = []
+    with ThreadPoolTaskRunner(max_workers=max(1, concurrency)) as runner:
+        futures = [runner.submit(asker, parameters={"client": client, "endpoint": endpoint, "model": model,
+                                                    "messages": messages, "params": params, "item": i})
+                   for i, messages in enumerate(conversations)]
+        for i, future in enumerate(futures):
+            future.wait()
+            state = future.state
+            if state.is_completed():
+                answers.append(future.result())
+            else:
+                answers.append(None)
+                logger.warning("Item %s: no answer from %s: %s", i, model, state.message or state.name)
+    failed = sum(a is None for a in answers)
+    logger.info("%s answers from %s%s", len(answers) - failed, model, f"; {failed} item(s) failed" if failed else "")
+    return answers
 
 
 @task(name="report")
@@ -148,15 +194,12 @@ def report(result: EvalMetrics, truths: list[float], estimates: list[float | Non
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / "metrics.json"
-    tmp = metrics_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
-    tmp.replace(metrics_path)
+    metrics_path = atomic_write(out / METRICS, json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
     title = f"{result.model}: MAE ${result.mae:,.2f}, RMSLE {result.rmsle:.2f}, hits {result.hit_rate:.1%}"
-    chart = scatter_chart(out / "chart.png", truths, estimates, title)
+    chart = scatter_chart(out / CHART, truths, estimates, title)
     image = base64.b64encode(chart.read_bytes()).decode()
     create_markdown_artifact(
-        key="ftprep-evaluation",
+        key=ARTIFACT_EVALUATION,
         markdown=(f"# Evaluation of `{result.model}` on {result.items} items\n\n| metric | value |\n|---|---|\n"
                   f"| mean absolute error | ${result.mae:,.2f} |\n| RMSLE | {result.rmsle:.3f} |\n"
                   f"| hit rate (within $40 or 20%) | {result.hit_rate:.1%} |\n"

@@ -2,7 +2,7 @@
 
 Pure part: :func:`job_key` names a job by its files and settings (stored in the job's metadata), so
 :func:`find_job` finds a job that is running or succeeded for the same inputs and it is not started twice;
-:func:`new_events` and :func:`next_delay` make following a job cheap and its log readable. Tasks:
+:func:`new_events` makes the job's log readable (each event once). Tasks:
 :func:`wait_for_files`, :func:`start_job`, :func:`follow_job` (and :func:`cancel_job` for a cancelled run).
 """
 
@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import openai
 from openai import OpenAI
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from ftprep.errors import InputError, RemoteError
 from ftprep.models import FineTuneConfig, FineTuneResult
-from tasks.upload import describe_error, is_transient, retry_after, wait_until_processed
+from ftprep.names import ARTIFACT_FINE_TUNE, LATEST_JOB, LATEST_MODEL
+from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, describe_error, poll
+from tasks.upload import wait_until_processed
 
 ACTIVE = {"validating_files", "queued", "running"}
 REUSABLE = ACTIVE | {"succeeded"}
@@ -70,11 +71,6 @@ def new_events(client: OpenAI, job_id: str, seen: set[str]) -> list[Any]:
     return fresh
 
 
-def next_delay(delay: float, changed: bool, base: float, cap: float) -> float:
-    """Poll again soon after a change, then back off (doubling) up to ``cap`` while nothing happens."""
-    return base if changed else min(cap, max(base, delay * 2))
-
-
 def job_result(job: Any, reused: bool = False) -> FineTuneResult:
     error = None
     if job.error is not None and getattr(job.error, "message", None):
@@ -85,91 +81,85 @@ def job_result(job: Any, reused: bool = False) -> FineTuneResult:
                           error=error, reused=reused)
 
 
-def call(fn: Callable[[], Any], what: str, attempts: int = 5, base: float = 2.0, logger: Any = None) -> Any:
-    """``fn()`` with the uploads' policy: transient failures retried (``attempts`` in all, exponential backoff
-    from ``base`` seconds with jitter, never sooner than the server's Retry-After); the rest refused at once."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as e:
-            if not is_transient(e) or attempt == attempts:
-                if isinstance(e, openai.APIError) or is_transient(e):
-                    raise RemoteError(f"{what} failed after {attempt} attempt(s): {describe_error(e)}") from None
-                raise
-            delay = max(base * 2 ** (attempt - 1) * random.uniform(0.75, 1.25), retry_after(e) or 0.0)
-            if logger:
-                logger.warning("%s: attempt %s of %s failed: %s; retrying in %.1f s", what, attempt, attempts,
-                               describe_error(e), delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
 # ----------------------------------------------------------------------------------------------- tasks
-@task(name="wait-for-files")
-def wait_for_files(client: OpenAI, file_ids: Iterable[str]) -> None:
-    """Both files must exist and be processed before a job can use them."""
+@task(name="wait-for-files", cache_policy=NO_CACHE, **DEFAULT_POLICY.task_options())
+def wait_for_files(client: OpenAI, file_ids: Iterable[str], policy: RemotePolicy = DEFAULT_POLICY,
+                   timeout: float | None = None) -> None:
+    """Both files must exist and be processed before a job can use them (bounded by ``timeout``)."""
     logger = get_run_logger()
     for file_id in file_ids:
         try:
             file = client.files.retrieve(file_id)
         except openai.NotFoundError:
             raise InputError(f"file {file_id} does not exist on the server; run prepare again to upload it") from None
-        file = wait_until_processed(client, file, logger=logger)
+        except openai.APIError as e:
+            raise as_remote_error(f"reading file {file_id}", e) from None
+        file = wait_until_processed(client, file, policy, logger=logger, timeout=timeout)
         logger.info("File %s (%s, %s bytes) is processed", file.id, file.filename, f"{file.bytes:,}")
 
 
-@task(name="start-job", retries=3, retry_delay_seconds=[2, 8, 30])
+@task(name="start-job", cache_policy=NO_CACHE, **DEFAULT_POLICY.task_options())
 def start_job(client: OpenAI, training_file: str, validation_file: str | None,
               config: FineTuneConfig) -> FineTuneResult:
     """Start the job, unless one for the same files and settings is running or succeeded: then reuse it."""
     logger = get_run_logger()
     params = job_params(training_file, validation_file, config)
     key = job_key(params)
-    existing = find_job(client, key)
-    if existing is not None:
-        logger.info("Reusing job %s (%s) for the same files and settings; not starting another", existing.id,
-                    existing.status)
-        return job_result(existing, reused=True)
     try:
+        existing = find_job(client, key)
+        if existing is not None:
+            logger.info("Reusing job %s (%s) for the same files and settings; not starting another", existing.id,
+                        existing.status)
+            return job_result(existing, reused=True)
         job = client.fine_tuning.jobs.create(**params, metadata={KEY: key})
     except openai.APIError as e:
-        if is_transient(e):
-            raise
-        raise RemoteError(f"fine-tuning job for {training_file} was refused: {describe_error(e)}") from None
+        raise as_remote_error(f"fine-tuning job for {training_file}", e) from None
     logger.info("Started job %s: %s on %s (validation %s), settings %s", job.id, config.model, training_file,
                 validation_file or "none", json.dumps({k: v for k, v in params.items() if k not in
                                                        ("model", "training_file", "validation_file")}))
     return job_result(job)
 
 
-@task(name="follow-job")
-def follow_job(client: OpenAI, job_id: str, poll_base: float = 2.0, poll_cap: float = 60.0,
-               timeout: float = 24 * 3600, attempts: int = 5, retry_base: float = 2.0) -> FineTuneResult:
-    """Follow the job until it ends (succeeded, failed or cancelled), logging each new event once."""
+@task(name="follow-job", cache_policy=NO_CACHE)
+def follow_job(client: OpenAI, job_id: str, policy: RemotePolicy = DEFAULT_POLICY, poll_base: float = 2.0,
+               poll_cap: float = 60.0, timeout: float = 24 * 3600) -> FineTuneResult:
+    """Follow the job until it ends (succeeded, failed or cancelled), logging each new event once.
+
+    Only the job's own status decides: a failing events endpoint is logged and skipped (events only decorate
+    the log). A poll that fails transiently is a missed poll; the wait is bounded by ``timeout``.
+    """
     logger = get_run_logger()
     seen: set[str] = set()
-    delay, deadline, status = poll_base, time.monotonic() + timeout, None
-    while True:
-        job = call(lambda: client.fine_tuning.jobs.retrieve(job_id), f"reading job {job_id}", attempts, retry_base,
-                   logger)
-        events = call(lambda: new_events(client, job_id, seen), f"reading events of {job_id}", attempts, retry_base,
-                      logger)
+    state: dict[str, Any] = {"status": None, "events_failing": False}
+
+    def fetch():
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        try:
+            events = new_events(client, job_id, seen)
+            state["events_failing"] = False
+        except Exception as e:  # noqa: BLE001 - events only decorate the log
+            if not state["events_failing"]:
+                logger.warning("Reading the events of %s failed: %s; following its status only", job_id,
+                               describe_error(e))
+            state["events_failing"], events = True, []
         for event in events:
             (logger.warning if event.level in ("warn", "error") else logger.info)("%s: %s", job_id, event.message)
-        changed = bool(events) or job.status != status
-        if job.status != status:
+        if job.status != state["status"]:
             logger.info("Job %s is %s", job_id, job.status)
-            status = job.status
-        if job.status in FINAL:
-            if job.status == "succeeded":
-                logger.info("Job %s succeeded: model %s, %s trained tokens", job_id, job.fine_tuned_model,
-                            f"{job.trained_tokens or 0:,}")
-            return job_result(job)
-        if time.monotonic() > deadline:
-            raise RemoteError(f"fine-tuning job {job_id} still {job.status} after {timeout:g} s; it keeps running: "
-                              "run the flow again to follow it")
-        delay = next_delay(delay, changed, poll_base, poll_cap)
-        time.sleep(delay)
+            state["status"] = job.status
+        return job
+
+    try:
+        job = poll(fetch, lambda j: j.status in FINAL, what=f"fine-tuning job {job_id}", timeout=timeout,
+                   policy=policy, describe=lambda j: f"{j.status}, {len(seen)} events", logger=logger,
+                   base=poll_base, cap=poll_cap)
+    except TimeoutError as e:
+        raise RemoteError(f"fine-tuning job {job_id} still {e} after {timeout:g} s; it keeps running: run the "
+                          "flow again to follow it") from None
+    if job.status == "succeeded":
+        logger.info("Job %s succeeded: model %s, %s trained tokens", job_id, job.fine_tuned_model,
+                    f"{job.trained_tokens or 0:,}")
+    return job_result(job)
 
 
 def failure(result: FineTuneResult) -> RemoteError | None:
@@ -181,23 +171,19 @@ def failure(result: FineTuneResult) -> RemoteError | None:
     return None
 
 
-JOB_VARIABLE = "ftprep_latest_job"  # the latest job, whatever its outcome
-MODEL_VARIABLE = "ftprep_latest_model"  # the latest job that succeeded: what evaluate uses
-
-
 @task(name="publish-job")
 def publish_job(result: FineTuneResult) -> None:
     """Record the job in the Variable the evaluate run reads, and as an artifact."""
     from prefect.artifacts import create_table_artifact
     from prefect.variables import Variable
 
-    Variable.set(JOB_VARIABLE, result.model_dump(mode="json"), overwrite=True)
+    Variable.set(LATEST_JOB, result.model_dump(mode="json"), overwrite=True)
     if result.status == "succeeded" and result.fine_tuned_model:
-        Variable.set(MODEL_VARIABLE, result.model_dump(mode="json"), overwrite=True)
-    create_table_artifact(key="ftprep-fine-tune", table=[result.model_dump(mode="json")],
+        Variable.set(LATEST_MODEL, result.model_dump(mode="json"), overwrite=True)
+    create_table_artifact(key=ARTIFACT_FINE_TUNE, table=[result.model_dump(mode="json")],
                           description=f"Fine-tuning job {result.job_id}: {result.status}")
     get_run_logger().info("Stored job %s (%s, model %s) in Prefect Variable %r", result.job_id, result.status,
-                          result.fine_tuned_model or "none yet", JOB_VARIABLE)
+                          result.fine_tuned_model or "none yet", LATEST_JOB)
 
 
 def cancel_job(client: OpenAI, job_id: str, logger: Any) -> str | None:

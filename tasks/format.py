@@ -13,16 +13,17 @@ import math
 import string
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from ftprep.caching import PIPELINE_CODE
 from ftprep.errors import TemplateError
 from ftprep.models import DatasetRef, FormatPlan, SplitPlan, Template
+from ftprep.records import RecordStore
+from tasks import PIPELINE_CACHE
 
 # ------------------------------------------------------------------------------------------- presets
 COURSE_SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
@@ -114,6 +115,11 @@ def load_template_file(path: Path) -> Template:
         raise TemplateError(f"template file {path} is invalid: {str(e).splitlines()[0]}") from None
 
 
+@lru_cache(maxsize=16)
+def _load_template_file(path: Path, size: int, mtime_ns: int) -> Template:
+    return load_template_file(path)  # read once per process and version of the file
+
+
 def resolve_template(spec: str) -> Template:
     """A preset name or the path of a ``.json``/``.toml`` template file."""
     if spec in PRESETS:
@@ -123,7 +129,8 @@ def resolve_template(spec: str) -> Template:
         if not path.is_file():
             raise TemplateError(f"template file {path} does not exist; give a preset ({', '.join(PRESETS)}) "
                                 "or a .json/.toml template file")
-        return load_template_file(path)
+        st = path.stat()
+        return _load_template_file(path.resolve(), st.st_size, st.st_mtime_ns)
     raise TemplateError(f"unknown template {spec!r}; use a preset ({', '.join(PRESETS)}) or a .json/.toml file")
 
 
@@ -307,16 +314,17 @@ def render_chunk(records, positions):
     return body, env
 
 
+@lru_cache(maxsize=16)
 def compile_template(template: Template) -> Renderer:
-    """Compile a template once; see :class:`Renderer`."""
+    """Compile a template once per process (templates are frozen, so equal templates share it); see
+    :class:`Renderer`."""
     return Renderer(template)
 
 
 # ----------------------------------------------------------------------------------------------- task
-@task(name="format", cache_policy=INPUTS + TASK_SOURCE + PIPELINE_CODE, persist_result=True)
-def format_examples(template: Template, plan: SplitPlan) -> FormatPlan:
+@task(name="format", cache_policy=PIPELINE_CACHE, persist_result=True)
+def format_examples(template: Template, plan: SplitPlan, store: RecordStore) -> FormatPlan:
     """Check the template against the dataset's fields and render the first training example as a preview."""
-    from tasks.load import records_for
     from tasks.split import slice_indices
 
     for s in (plan.train, plan.validation):
@@ -324,6 +332,6 @@ def format_examples(template: Template, plan: SplitPlan) -> FormatPlan:
             check_fields(template, s.dataset)
     render = compile_template(template)
     first = slice_indices(plan.train)[0]
-    preview = render(records_for(plan.train.dataset)[first], first).decode()
+    preview = render(store.read(plan.train.dataset.path, plan.train.dataset.sha256)[first], first).decode()
     get_run_logger().info("Template %r; first training example:\n%s", template.name, preview.strip())
     return FormatPlan(template=template, fields=template_fields(template), preview=preview)

@@ -2,8 +2,8 @@
 
 Pure part: :func:`read_records` reads pickles (without importing or running anything the pickle names),
 CSV, JSONL and Parquet into a sequence of ``dict`` records. Task part: :func:`load_dataset` hashes the
-file, reads it once and returns a small :class:`DatasetRef`; later tasks get the records back through
-:func:`records_for`, which reuses what this process already read.
+file, reads it once into the run's :class:`~ftprep.records.RecordStore` and returns a small
+:class:`DatasetRef`; later tasks get the records back through :func:`records_for` and the same store.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from typing import Any
 
 import orjson
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from ftprep.caching import PIPELINE_CODE, FileContent
+from ftprep.caching import FileContent
 from ftprep.errors import InputError, UnsafePickleError
-from ftprep.hashing import sha256_file
+from ftprep.fsio import sha256_file
 from ftprep.models import DatasetRef
+from ftprep.records import Record, RecordStore
+from tasks import PIPELINE_CACHE
 
 FORMATS = {
     ".pkl": "pickle",
@@ -38,7 +39,6 @@ FORMATS = {
     ".pq": "parquet",
 }
 
-Record = dict[str, Any]
 
 
 # --------------------------------------------------------------------------------------------- pickle
@@ -290,52 +290,44 @@ def field_names(records: Sequence[Record], sample: int = 1000) -> tuple[str, ...
     return tuple(names)
 
 
-# ------------------------------------------------------------------- one read per process and content
-_memo: dict[str, Sequence[Record]] = {}
+# ------------------------------------------------------------------------------------ describe, store
+def new_store() -> RecordStore:
+    """A record store that reads with :func:`read_records` (one per flow run)."""
+    return RecordStore(read_records)
 
 
-def _remember(digest: str, records: Sequence[Record]) -> Sequence[Record]:
-    # Keep the training and a separate validation dataset, not every dataset this process ever read.
-    while len(_memo) >= 2:
-        _memo.pop(next(iter(_memo)))
-    _memo[digest] = records
-    return records
-
-
-def describe(path: str | os.PathLike) -> tuple[DatasetRef, Sequence[Record]]:
-    """Hash and read ``path``; remember its records for :func:`records_for` in this process."""
+def describe(path: str | os.PathLike, store: RecordStore | None = None) -> tuple[DatasetRef, Sequence[Record]]:
+    """Hash and read ``path``; keep its records in ``store`` (when given) for the later tasks of the run."""
     path = Path(path).resolve()
     check_readable(path)
     fmt = detect_format(path)
     digest = sha256_file(path)
-    records = _memo.get(digest)
+    records = store.get(digest) if store is not None else None
     if records is None:
-        records = _remember(digest, read_records(path))
+        records = read_records(path)
+        if store is not None:
+            store.put(digest, records)
     ref = DatasetRef(path=str(path), sha256=digest, format=fmt, size_bytes=path.stat().st_size,
                      records=len(records), fields=field_names(records))
     return ref, records
 
 
-def records_for(ref: DatasetRef) -> Sequence[Record]:
-    """The records of a dataset this process described, or read again (and check it did not change)."""
-    if ref.sha256 in _memo:
-        return _memo[ref.sha256]
-    if not Path(ref.path).is_file() or sha256_file(ref.path) != ref.sha256:
-        raise InputError(f"{ref.path} changed or vanished since it was loaded; run again")
-    return _remember(ref.sha256, read_records(ref.path))
+def records_for(ref: DatasetRef, store: RecordStore) -> Sequence[Record]:
+    """The records of a dataset described earlier in this run (read again if the store no longer has them)."""
+    return store.read(ref.path, ref.sha256)
 
 
 # ----------------------------------------------------------------------------------------------- task
 @task(
     name="load",
-    cache_policy=INPUTS + TASK_SOURCE + FileContent(params=["path"]) + PIPELINE_CODE,
+    cache_policy=PIPELINE_CACHE + FileContent(params=["path"]),
     persist_result=True,
 )
-def load_dataset(path: str) -> DatasetRef:
-    """Read the dataset once and return a reference to it (path, sha256, record count, field names)."""
+def load_dataset(path: str, store: RecordStore) -> DatasetRef:
+    """Read the dataset once (into the run's record store) and return a reference: path, sha256, count, fields."""
     from prefect import get_run_logger
 
-    ref, _ = describe(path)
+    ref, _ = describe(path, store)
     get_run_logger().info(
         "Loaded %s records (%s, %.1f MB, sha256 %s) from %s; fields: %s",
         f"{ref.records:,}", ref.format, ref.size_bytes / 1e6, ref.sha256[:12], ref.path, ", ".join(ref.fields),

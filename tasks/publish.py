@@ -7,22 +7,17 @@ Pure part: :func:`files_table` and :func:`variable_value` shape a :class:`Prepar
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
 
+from ftprep.fsio import atomic_write
 from ftprep.models import PrepareResult
-
-VARIABLE_NAME = "ftprep_latest_files"
-ARTIFACT_KEY = "ftprep-files"
-MANIFEST_NAME = "manifest.json"
-
-
-DASHBOARD = "https://platform.openai.com/storage/files/{id}"
+from ftprep.names import ARTIFACT_FILES, DASHBOARD_FILE_URL, LATEST_FILES, MANIFEST, artifact_openai_file
+from ftprep.redact import redact, redact_obj
 
 
 def files_table(result: PrepareResult) -> list[dict]:
@@ -56,33 +51,24 @@ def variable_value(result: PrepareResult) -> dict:
 
 
 def write_manifest(result: PrepareResult) -> Path:
-    out_dir = Path(result.files.out_dir)
-    target = out_dir / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(result.model_dump_json(indent=2) + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    """``manifest.json`` beside the files, written atomically, redacted."""
+    return atomic_write(Path(result.files.out_dir) / MANIFEST, redact(result.model_dump_json(indent=2)) + "\n")
 
 
-@task(name="publish")
-def publish_result(result: PrepareResult) -> str:
+@task(name="publish", cache_policy=NO_CACHE)
+def publish_result(result: PrepareResult, dashboard_links: bool = True) -> str:
     """Write the manifest, the files table artifact and (when uploaded) the Variable the next run reads."""
     logger = get_run_logger()
     manifest = write_manifest(result)
     logger.info("Wrote manifest %s", manifest)
-    create_table_artifact(key=ARTIFACT_KEY, table=files_table(result),
+    create_table_artifact(key=ARTIFACT_FILES, table=redact_obj(files_table(result)),
                           description=f"Fine-tuning files of this run (template {result.template!r})")
-    for remote in result.uploaded:
-        create_link_artifact(key=f"ftprep-openai-{remote.role}", link=DASHBOARD.format(id=remote.id),
+    for remote in result.uploaded if dashboard_links else ():  # links only where the files are OpenAI's
+        create_link_artifact(key=artifact_openai_file(remote.role), link=DASHBOARD_FILE_URL.format(id=remote.id),
                              link_text=f"{remote.role} file {remote.id} in OpenAI's dashboard",
-                             description=f"{remote.filename} ({remote.bytes:,} bytes) on {result.remote}")
+                             description=redact(f"{remote.filename} ({remote.bytes:,} bytes) on {result.remote}"))
     if result.uploaded:
-        Variable.set(VARIABLE_NAME, variable_value(result), overwrite=True)
-        logger.info("Stored file ids in Prefect Variable %r: %s", VARIABLE_NAME,
+        Variable.set(LATEST_FILES, redact_obj(variable_value(result)), overwrite=True)
+        logger.info("Stored file ids in Prefect Variable %r: %s", LATEST_FILES,
                     ", ".join(f"{f.role}={f.id}" for f in result.uploaded))
     return str(manifest)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import orjson
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from ftprep.caching import PIPELINE_CODE
 from ftprep.errors import InputError
 from ftprep.models import DatasetRef, Slice, SplitConfig, SplitPlan
+from ftprep.records import Record, RecordStore
+from tasks import PIPELINE_CACHE
 
 
 def _check_fits(name: str, option: str, start: int, count: int, ref: DatasetRef) -> None:
@@ -57,7 +58,7 @@ def _record_key(record) -> bytes:
     return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str), digest_size=16).digest()
 
 
-def check_disjoint(plan: SplitPlan, records_for) -> None:
+def check_disjoint(plan: SplitPlan, records_for: Callable[[DatasetRef], Sequence[Record]]) -> None:
     """Separate training and validation datasets must not share a selected record."""
     v = plan.validation
     if v is None or v.dataset.sha256 == plan.train.dataset.sha256:
@@ -89,13 +90,12 @@ def slice_indices(s: Slice) -> range | tuple[int, ...]:
     return _permutation(s.dataset.records, s.seed)[s.start : s.start + s.count]
 
 
-@task(name="split", cache_policy=INPUTS + TASK_SOURCE + PIPELINE_CODE, persist_result=True)
-def split_dataset(data: DatasetRef, config: SplitConfig, validation_data: DatasetRef | None = None) -> SplitPlan:
+@task(name="split", cache_policy=PIPELINE_CACHE, persist_result=True)
+def split_dataset(data: DatasetRef, config: SplitConfig, validation_data: DatasetRef | None,
+                  store: RecordStore) -> SplitPlan:
     """Plan training and validation slices (positions only; no records are copied)."""
-    from tasks.load import records_for
-
     plan = plan_split(data, config, validation_data)
-    check_disjoint(plan, records_for)
+    check_disjoint(plan, lambda ref: store.read(ref.path, ref.sha256))
     v = plan.validation
     get_run_logger().info(
         "Split: training = %s records from position %s of %s; validation = %s%s",

@@ -22,32 +22,16 @@ and logging. Each attempt:
    FTPREP_RETRY_BASE_SECONDS up to 15 s); ``error`` fails with the server's ``status_details``; more than
    FTPREP_PROCESSING_TIMEOUT seconds (600) fails and says how to wait longer. Then settle once more.
 
-Retry policy, and how many attempts one logical upload makes:
-
-* The SDK's own retries are off (``max_retries=0`` in ``ftprep/client.py``): it would resend without telling
-  anyone, so the only retry layer is this task's Prefect retries and every attempt shows in Prefect's retry
-  history. One logical upload makes **at most 1 + FTPREP_UPLOAD_RETRIES task attempts** (5 by default). Each
-  attempt sends the file's body at most once (``files.create``), or each part at most ``part_attempts`` (3)
-  times (Uploads API; a part is small and idempotent to resend: unused parts are discarded on completion).
-* Retried (transient): HTTP 408, 409, 429 and 5xx (unless the server says ``x-should-retry: false``),
-  connection errors, timeouts and malformed responses. Never retried (permanent, one attempt, a one-line
-  :class:`RemoteError` naming the file and the remedy): every other status, in particular 400, 401, 403, 404,
-  422, and a file that fails processing or does not finish processing in time.
-* Delays: the task's retry delays (exponential from FTPREP_RETRY_BASE_SECONDS, with jitter, set by the flow),
-  but never shorter than the server's ``retry-after-ms`` / ``Retry-After`` (honoured up to 60 s).
-* Every failed attempt logs its number, its reason (status code and error class, or the connection error's
-  class) and whether it will be retried, e.g. ``attempt 1 of 5 failed: HTTP 429 (RateLimitError): ...;
-  Retry-After 2 s; retrying``.
+Retries: the task's Prefect retries, from :mod:`ftprep.remote` (one line per failed attempt; transient failures
+only; never sooner than the server's Retry-After). One logical upload makes at most 1 + FTPREP_UPLOAD_RETRIES
+attempts; each sends the body at most once (``files.create``), or each part at most ``part_attempts`` times
+(Uploads API: a part is small and idempotent to resend; each resend is logged).
 """
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
 import io
-import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -58,129 +42,33 @@ from openai import OpenAI
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
-from prefect.utilities.math import lower_clamp_multiple
 
-from ftprep.client import UploadPolicy, upload_policy
-from ftprep.errors import FtprepError, InputError, RemoteError
+from ftprep.errors import FtprepError, InputError, RemoteError, TransientRemoteError
+from ftprep.fsio import file_digests
 from ftprep.models import RemoteFile
-from ftprep.settings import load_settings
+from ftprep.remote import (
+    DEFAULT_POLICY,
+    MalformedResponse,
+    RemotePolicy,
+    as_remote_error,
+    describe_error,
+    is_transient,
+    outcome_unknown,
+    poll,
+)
 
 PURPOSE = "fine-tune"
 MIME_TYPE = "application/jsonl"
-TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504}
 GONE_STATUSES = {"error", "deleted", "deleting"}  # never reused
 DUPLICATE_SLACK_SECONDS = 60  # clock skew allowed when deciding which copies were made by this upload
-_CHUNK = 1024 * 1024
 
 _log = logging.getLogger("ftprep.upload")
-
-
-class MalformedResponse(ValueError):
-    """A 2xx response that did not carry the object it should have (the SDK raises JSONDecodeError for bad JSON)."""
-
-
-class TransientRemoteError(RemoteError):
-    """An attempt failed for a reason worth another attempt (the task retries it)."""
-
-    def __init__(self, message: str, reason: str = "", retry_after: float | None = None):
-        super().__init__(message)
-        self.reason = reason or str(self)
-        self.retry_after = retry_after
-
-
-# --------------------------------------------------------------------------------------------------
-# names, classification, messages
 
 
 def remote_name(path: str | Path, sha256: str) -> str:
     """``fine_tune_train.jsonl`` with content hash ``ab12…`` → ``fine_tune_train.ab12….jsonl`` (32 hex)."""
     p = Path(path)
     return f"{p.stem}.{sha256[:32]}{p.suffix}"
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line reason for a failure (status code or error class), with no secret in it."""
-    if isinstance(exc, TransientRemoteError):
-        return exc.reason
-    if isinstance(exc, openai.APIStatusError):
-        message = getattr(exc, "message", "") or ""
-        body = exc.body if isinstance(exc.body, dict) else {}
-        body = body["error"] if isinstance(body.get("error"), dict) else body  # the SDK unwraps {"error": ...}
-        if isinstance(body.get("message"), str):
-            message = body["message"]
-        return f"HTTP {exc.status_code} ({type(exc).__name__}): {message}".strip()
-    if isinstance(exc, openai.APITimeoutError):
-        return "timeout (APITimeoutError)"
-    if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__
-        return f"connection failed ({type(cause).__name__ if cause else 'APIConnectionError'})"
-    if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError, MalformedResponse)):
-        return f"malformed response ({type(exc).__name__})"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth another attempt: 408, 409, 429, 5xx, connection errors, timeouts, malformed responses."""
-    if isinstance(exc, TransientRemoteError):
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        if exc.response.headers.get("x-should-retry") == "false":
-            return False
-        return exc.status_code in TRANSIENT_STATUS or exc.status_code >= 500
-    return isinstance(exc, _UNKNOWN_OUTCOME)
-
-
-_UNKNOWN_OUTCOME = (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError,
-                    MalformedResponse)
-
-
-def outcome_unknown(exc: BaseException) -> bool:
-    """The request may have been carried out although it failed: look before sending it again."""
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code >= 500
-    return isinstance(exc, _UNKNOWN_OUTCOME)
-
-
-def retry_after(exc: BaseException, cap: float = 60.0) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms``, else ``Retry-After`` seconds or date), capped."""
-    if isinstance(exc, TransientRemoteError):
-        return exc.retry_after
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    seconds = None
-    for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = headers.get(header)
-        if raw is None:
-            continue
-        try:
-            seconds = float(raw) / divisor
-        except ValueError:
-            parsed = email.utils.parsedate_tz(raw) if divisor == 1.0 else None
-            seconds = email.utils.mktime_tz(parsed) - time.time() if parsed else None
-        if seconds is not None:
-            break
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), cap)
-
-
-_REMEDIES = {
-    400: "check that the file is a valid fine-tuning JSONL file (ftprep validate FILE)",
-    401: "check OPENAI_API_KEY",
-    403: "check that the key's organisation and project may upload files",
-    404: "check OPENAI_BASE_URL",
-    413: "lower FTPREP_UPLOAD_PART_THRESHOLD to send it through the Uploads API in parts",
-    422: "check that the file is a valid fine-tuning JSONL file (ftprep validate FILE)",
-}
-
-
-def refused(path: str | Path, exc: BaseException) -> RemoteError:
-    """The one-line error for a permanent failure: what was refused, why, and what to do."""
-    status = getattr(exc, "status_code", None)
-    remedy = _REMEDIES.get(status, "see the server's message; the upload is not retried")
-    return RemoteError(f"upload of {path} was refused: {describe_error(exc)}; {remedy}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,33 +92,17 @@ def find_remote(client: OpenAI, name: str, size: int, purpose: str = PURPOSE):
     return matches[0] if matches else None
 
 
-def file_digests(path: str | Path, md5: bool = False) -> tuple[str, str | None]:
-    """sha256 (and md5 if asked) of a file, read in 1 MiB chunks."""
-    sha, m5 = hashlib.sha256(), hashlib.md5() if md5 else None
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            sha.update(view[:n])
-            if m5 is not None:
-                m5.update(view[:n])
-    return sha.hexdigest(), m5.hexdigest() if m5 is not None else None
-
-
 def _delete(client: OpenAI, file_id: str, logger: Any) -> bool:
-    """Delete a duplicate; a few quick tries, a 404 counts as done, a failure only warns (it is a duplicate)."""
-    for attempt in range(3):
-        try:
-            client.files.delete(file_id)
-            return True
-        except openai.NotFoundError:
-            return True
-        except Exception as e:  # noqa: BLE001 - a leftover duplicate is not worth failing the upload for
-            if attempt == 2 or not is_transient(e):
-                logger.warning("Could not delete duplicate remote file %s: %s", file_id, describe_error(e))
-                return False
-            time.sleep(0.2 * 2**attempt)
-    return False
+    """Delete a duplicate (one request; a 404 counts as done; a failure only warns: the next run settles it)."""
+    try:
+        client.files.delete(file_id)
+    except openai.NotFoundError:
+        pass
+    except Exception as e:  # noqa: BLE001 - a leftover duplicate is not worth failing the upload for
+        logger.warning("Could not delete duplicate remote file %s: %s; a later run removes it", file_id,
+                       describe_error(e))
+        return False
+    return True
 
 
 def settle(client: OpenAI, name: str, size: int, purpose: str, mine: Any, since: float, logger: Any = _log):
@@ -299,22 +171,13 @@ class FileWindow(io.RawIOBase):
         super().close()
 
 
-def _sleep_backoff(policy: UploadPolicy, attempt: int, exc: BaseException | None = None) -> float:
-    delay = policy.backoff_seconds * 2**attempt
-    delay *= 0.5 + 0.5 * (os.urandom(1)[0] / 255)  # jitter: 50-100 %
-    server = retry_after(exc, policy.retry_after_cap) if exc is not None else None
-    delay = max(delay, server or 0.0)
-    time.sleep(delay)
-    return delay
-
-
 def send_whole(client: OpenAI, path: str | Path, name: str, purpose: str = PURPOSE):
     """``files.create``, the body streamed from the open file."""
     with open(path, "rb") as fh:
         return client.files.create(file=(name, fh, MIME_TYPE), purpose=purpose)
 
 
-def send_in_parts(client: OpenAI, path: str | Path, name: str, size: int, md5: str, policy: UploadPolicy,
+def send_in_parts(client: OpenAI, path: str | Path, name: str, size: int, md5: str, policy: RemotePolicy,
                   purpose: str = PURPOSE, logger: Any = _log):
     """The Uploads API: create, parts of ``policy.part_size`` streamed from disk, complete; returns the file.
 
@@ -335,7 +198,8 @@ def send_in_parts(client: OpenAI, path: str | Path, name: str, size: int, md5: s
                     except Exception as e:
                         if not is_transient(e) or attempt + 1 == policy.part_attempts:
                             raise
-                        waited = _sleep_backoff(policy, attempt, e)
+                        waited = policy.delay(attempt, e)
+                        time.sleep(waited)
                         logger.warning("Part %s of %s (%s bytes) failed: %s; sending it again after %.1f s",
                                        number, upload.id, f"{length:,}", describe_error(e), waited)
             part_ids.append(part.id)
@@ -360,20 +224,14 @@ def send_in_parts(client: OpenAI, path: str | Path, name: str, size: int, md5: s
 
 
 def upload_once(client: OpenAI, path: str | Path, sha256: str, purpose: str = PURPOSE, *,
-                policy: UploadPolicy | None = None, logger: Any = _log):
-    """Return (file object, reused?): the canonical remote copy of this content, sending it only if none exists.
+                 policy: RemotePolicy | None = None, logger: Any = _log, since: float | None = None):
+    """(file object, reused?, sent?): the canonical remote copy of this content, sending it only if none exists.
 
-    Raises the SDK's error (or :class:`json.JSONDecodeError` for a malformed response) when sending failed and
-    no stored copy was found, and :class:`InputError` when the file no longer has the content ``sha256``.
+    ``sent`` says whether a body was sent (a late duplicate may then still appear). Raises the SDK's error when
+    sending failed and no stored copy was found, and :class:`InputError` when the file no longer has the
+    content ``sha256``.
     """
-    file, reused, _sent = _upload_once(client, path, sha256, purpose, policy=policy, logger=logger)
-    return file, reused
-
-
-def _upload_once(client: OpenAI, path: str | Path, sha256: str, purpose: str = PURPOSE, *,
-                 policy: UploadPolicy | None = None, logger: Any = _log, since: float | None = None):
-    """:func:`upload_once`, also saying whether a body was sent (a late duplicate may then still appear)."""
-    policy = policy or UploadPolicy()
+    policy = policy or DEFAULT_POLICY
     since = time.time() if since is None else since
     p = Path(path)
     try:
@@ -426,45 +284,34 @@ def _upload_once(client: OpenAI, path: str | Path, sha256: str, purpose: str = P
     return created, False, True
 
 
-def wait_until_processed(client: OpenAI, file: Any, policy: UploadPolicy | None = None, *, path: str | Path = "",
-                         logger: Any = _log):
+def wait_until_processed(client: OpenAI, file: Any, policy: RemotePolicy | None = None, *, path: str | Path = "",
+                         logger: Any = _log, timeout: float | None = None):
     """Poll ``files.retrieve`` until the file is ``processed``; RemoteError if it ends in error or takes too long.
 
-    Polls back off from ``policy.backoff_seconds`` to ``policy.max_poll_seconds``; a poll that fails
-    transiently is simply repeated; the whole wait is bounded by ``policy.processing_timeout``.
+    Bounded by ``timeout`` (default: the policy's FTPREP_PROCESSING_TIMEOUT); see :func:`ftprep.remote.poll`.
     """
-    policy = policy or UploadPolicy()
+    policy = policy or DEFAULT_POLICY
+    timeout = policy.processing_timeout if timeout is None else timeout
     what = f"{path} ({file.id}, {file.filename})" if path else f"{file.id} ({file.filename})"
-    deadline = time.monotonic() + policy.processing_timeout
-    delay = max(policy.backoff_seconds, 0.01)
-    while True:
-        if file.status == "processed":
-            return file
-        if file.status in GONE_STATUSES:
-            details = " ".join(str(getattr(file, "status_details", None) or "no details given").split())
-            raise RemoteError(f"OpenAI could not process {what}: {details}; fix the file and run again")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise RemoteError(
-                f"{what} was still {file.status!r} after {policy.processing_timeout:g} s; run again later "
-                "(the uploaded file is reused) or wait longer with FTPREP_PROCESSING_TIMEOUT=<seconds>"
-            )
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, policy.max_poll_seconds)
-        try:
-            file = client.files.retrieve(file.id)
-        except Exception as e:
-            if not is_transient(e):
-                raise
-            logger.warning("Polling %s failed: %s; polling again", file.id, describe_error(e))
+    try:
+        file = poll(lambda: client.files.retrieve(file.id), lambda f: f.status in GONE_STATUSES | {"processed"},
+                    what=f"processing of {what}", timeout=timeout, policy=policy, describe=lambda f: f.status,
+                    logger=logger, value=file)
+    except TimeoutError as e:
+        raise RemoteError(f"{what} was still {str(e)!r} after {timeout:g} s; run again later (the uploaded file "
+                          "is reused) or wait longer with FTPREP_PROCESSING_TIMEOUT=<seconds>") from None
+    if file.status in GONE_STATUSES:
+        details = " ".join(str(getattr(file, "status_details", None) or "no details given").split())
+        raise RemoteError(f"OpenAI could not process {what}: {details}; fix the file and run again")
+    return file
 
 
 def upload_and_wait(client: OpenAI, path: str | Path, sha256: str, purpose: str = PURPOSE, *,
-                    policy: UploadPolicy | None = None, logger: Any = _log):
+                    policy: RemotePolicy | None = None, logger: Any = _log):
     """One attempt of a logical upload: :func:`upload_once`, :func:`wait_until_processed`, a final settle."""
-    policy = policy or UploadPolicy()
+    policy = policy or DEFAULT_POLICY
     since = time.time()
-    file, reused, sent = _upload_once(client, path, sha256, purpose, policy=policy, logger=logger, since=since)
+    file, reused, sent = upload_once(client, path, sha256, purpose, policy=policy, logger=logger, since=since)
     file = wait_until_processed(client, file, policy, path=path, logger=logger)
     if sent:  # a copy from a request whose outcome was unknown, or from a racing run, may show up late
         canonical = settle(client, file.filename, file.bytes, purpose, file, since, logger)
@@ -484,75 +331,26 @@ def _attempt() -> tuple[int, int]:
     return max(ctx.task_run.run_count, 1), ctx.task.retries + 1
 
 
-def _min_retry_delay(task_obj: Any, retries_done: int) -> float:
-    """The shortest delay Prefect may wait before the next attempt (its jitter can shorten the nominal one)."""
-    delays = task_obj.retry_delay_seconds
-    if not delays:
-        return 0.0
-    delay = delays[min(retries_done, len(delays) - 1)] if isinstance(delays, (list, tuple)) else delays
-    jitter = task_obj.retry_jitter_factor
-    if jitter and delay > 0:
-        delay *= max(0.0, lower_clamp_multiple(1 + jitter))
-    return float(delay)
-
-
-def _retry_if_transient(task_obj, task_run, state) -> bool:
-    """Prefect's retry condition: retry only transient failures, after any Retry-After, logging the reason."""
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            state.result(raise_on_failure=True)
-        except BaseException as e:  # noqa: BLE001 - we only classify it
-            exc = e
-    transient = exc is not None and is_transient(exc)
-    attempt, total = task_run.run_count, task_obj.retries + 1
-    reason = describe_error(exc) if exc is not None else "unknown"
-    server_wait = retry_after(exc) if transient and exc is not None else None
-    wait_note = f"; Retry-After {server_wait:g} s" if server_wait else ""
-    get_run_logger().warning("Upload attempt %s of %s failed: %s%s; %s", attempt, total, reason, wait_note,
-                             "retrying" if transient else "not retrying (permanent error)")
-    if server_wait:
-        extra = server_wait - _min_retry_delay(task_obj, attempt - 1)
-        if extra > 0:
-            time.sleep(extra)
-    return transient
-
-
 @task(
     name="upload",
+    task_run_name="upload-{role}",
     # Not cached: every run asks the server whether the file is still there (a scheduled re-upload re-checks
     # the remote copies, reuses what exists and uploads only what is missing or changed).
     cache_policy=NO_CACHE,
-    retries=4,
-    retry_delay_seconds=[2, 4, 8, 16],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_retry_if_transient,
+    **DEFAULT_POLICY.task_options(),  # the flow applies the settings' policy with .with_options()
 )
 def upload_file(client: OpenAI, path: str, sha256: str, examples: int, role: str, purpose: str = PURPOSE,
-                policy: UploadPolicy | None = None) -> RemoteFile:
-    """Upload one JSONL file (or reuse the identical remote file) and wait until OpenAI has processed it.
-
-    ``policy`` defaults to the one the settings (environment, ``.env``) ask for.
-    """
+                policy: RemotePolicy = DEFAULT_POLICY) -> RemoteFile:
+    """Upload one JSONL file (or reuse the identical remote file) and wait until OpenAI has processed it."""
     logger = get_run_logger()
-    if policy is None:
-        policy = upload_policy(load_settings())
     try:
         obj, reused = upload_and_wait(client, path, sha256, purpose, policy=policy, logger=logger)
     except FtprepError:
         raise
     except Exception as e:
-        if not is_transient(e):
-            if isinstance(e, openai.APIError):
-                raise refused(path, e) from None
+        if not isinstance(e, openai.APIError) and not is_transient(e):
             raise
         attempt, total = _attempt()
-        attempts = f"{total} attempt{'s' if total > 1 else ''}"
-        then = ("it will be retried" if attempt < total else
-                f"gave up after {attempts}: run again later (a copy stored meanwhile is reused) "
-                "or allow more attempts with FTPREP_UPLOAD_RETRIES")
-        reason = describe_error(e)
-        raise TransientRemoteError(f"upload of {path} failed (attempt {attempt} of {total}): {reason}; {then}",
-                                   reason=reason, retry_after=retry_after(e, policy.retry_after_cap)) from None
+        raise as_remote_error(f"upload of {path}", e, attempt, total) from None
     return RemoteFile(id=obj.id, filename=obj.filename, bytes=obj.bytes, status=obj.status, purpose=obj.purpose,
                       created_at=obj.created_at, sha256=sha256, examples=examples, role=role, reused=reused)

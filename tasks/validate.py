@@ -21,13 +21,15 @@ from typing import Any
 
 import orjson
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from ftprep.caching import PIPELINE_CODE, TokenCounting
-from ftprep.errors import FtprepError, InputError
+from ftprep.caching import TokenCounting
+from ftprep.errors import InputError, ValidationFailed
 from ftprep.models import FileReport, Finding, TokenStats, ValidationReport, WrittenFiles
+from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION
 from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
 from ftprep.tokens import count_chat_tokens, text_counter
+from tasks import PIPELINE_CACHE
+from tasks.validation_report import render_markdown, render_text, stats_table, summary_line
 
 ERROR, WARNING = "error", "warning"
 
@@ -221,7 +223,6 @@ class _FileScan:
     role: str
     examples: int = 0
     tokens: list[int] = field(default_factory=list)
-    over_limit: int = 0
     lines: dict[str, list[int]] = field(default_factory=dict)  # code -> line numbers
     example_lines: dict[bytes, int] = field(default_factory=dict)  # digest -> first line
     prompt_lines: dict[bytes, int] = field(default_factory=dict)
@@ -255,7 +256,6 @@ def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExe
             if r.tokens is not None:
                 scan.tokens.append(r.tokens)
                 if r.tokens > limit:
-                    scan.over_limit += 1
                     scan.add("too_many_tokens", r.lineno)
             if r.example is not None:
                 first = scan.example_lines.setdefault(r.example, r.lineno)
@@ -349,7 +349,7 @@ def validate_files(
                                tokens=_stats(s.tokens, spec.max_tokens_per_example, s.examples)) for s in scans)
     billed = train if train is not None else (scans[0] if len(scans) == 1 else None)
     epochs = billable = cost = None
-    price = price_per_1m if price_per_1m is not None else training_price(model)
+    price = training_price(model, price_per_1m)
     if billed is not None and billed.tokens:
         epochs = default_epochs(billed.examples)
         billable = sum(min(t, spec.max_tokens_per_example) for t in billed.tokens)
@@ -362,84 +362,14 @@ def validate_files(
                             price_per_1m_tokens=price, price_as_of=as_of, estimated_cost_usd=cost)
 
 
-def training_price(model: str) -> float:
-    """USD per 1M training tokens: FTPREP_TRAINING_PRICE_PER_1M when set, else the dated table's price."""
-    raw = os.environ.get("FTPREP_TRAINING_PRICE_PER_1M", "").strip()
-    if not raw:
-        return model_spec(model).training_usd_per_1m_tokens
-    try:
-        return float(raw)
-    except ValueError:
-        raise InputError(f"FTPREP_TRAINING_PRICE_PER_1M={raw!r} is not a number; set a price in USD") from None
-
-
-def _where(f: Finding) -> str:
-    if f.lines == (0,):
-        return Path(f.file).name
-    shown = ", ".join(map(str, f.lines)) + (f", … ({f.count} lines)" if f.count > len(f.lines) else "")
-    return f"{Path(f.file).name} line{'s' if f.count > 1 else ''} {shown}"
-
-
-def render_text(report: ValidationReport) -> str:
-    out = []
-    for f in report.files:
-        line = f"{f.role:<10} {f.path}: {f.examples:,} examples"
-        if f.tokens:
-            t = f.tokens
-            line += (f"; tokens per example min {t.min:,}, median {t.median:,.0f}, p90 {t.p90:,}, max {t.max:,}; "
-                     f"total {t.total:,}")
-        out.append(line)
-    if report.token_counts_estimated:
-        out.append(f"note: {report.token_counts_estimated}")
-    if report.billable_tokens is not None:
-        out.append(f"training: {report.billable_tokens:,} billable tokens x {report.epochs} epochs (OpenAI's "
-                   f"default for this size) at ${report.price_per_1m_tokens:.2f}/1M tokens ({report.model}"
-                   f"{', price as of ' + report.price_as_of if report.price_as_of else ''}) "
-                   f"= about ${report.estimated_cost_usd:,.2f}")
-    for f in report.findings:
-        out.append(f"{f.severity}: [{f.code}] {_where(f)}: {f.message}; {f.remedy}")
-    verdict = "valid" if report.ok else "NOT valid"
-    out.append(f"{verdict}: {report.errors} error(s), {report.warnings} warning(s)")
-    return "\n".join(out)
-
-
-def render_markdown(report: ValidationReport) -> str:
-    out = [f"# Validation: {'valid' if report.ok else 'NOT valid'}", "",
-           f"{report.errors} error(s), {report.warnings} warning(s); model `{report.model}`, "
-           f"encoding `{report.encoding}`.", ""]
-    if report.token_counts_estimated:
-        out += [f"> {report.token_counts_estimated}", ""]
-    if report.findings:
-        out += ["| severity | code | where | problem | remedy |", "|---|---|---|---|---|"]
-        out += [f"| {f.severity} | `{f.code}` | {_where(f)} | {f.message} | {f.remedy} |" for f in report.findings]
-        out.append("")
-    if report.estimated_cost_usd is not None:
-        out.append(f"Estimated training cost: **${report.estimated_cost_usd:,.2f}** "
-                   f"({report.billable_tokens:,} billable tokens x {report.epochs} epochs at "
-                   f"${report.price_per_1m_tokens:.2f}/1M tokens).")
-    return "\n".join(out)
-
-
-def stats_table(report: ValidationReport) -> list[dict]:
-    return [{"role": f.role, "file": Path(f.path).name, "examples": f.examples,
-             **({k: getattr(f.tokens, k) for k in ("min", "median", "p90", "max", "total", "billable")}
-                if f.tokens else {})} for f in report.files]
-
-
-class ValidationFailed(FtprepError):
-    """The files have errors; nothing was uploaded."""
-
-    exit_code = 1
-
-
-def summary_line(report: ValidationReport) -> str:
-    parts = [f"{f.code} ({_where(f)})" for f in report.findings if f.severity == "error"]
-    return (f"validation failed with {report.errors} error(s): " + "; ".join(parts[:5])
-            + ("; ..." if len(parts) > 5 else "") + "; fix the data or template, nothing was uploaded")
+def training_price(model: str, override: float | None = None) -> float:
+    """USD per 1M training tokens: ``override`` (FTPREP_TRAINING_PRICE_PER_1M, --price-per-million) when set,
+    else the dated table's price."""
+    return override if override is not None else model_spec(model).training_usd_per_1m_tokens
 
 
 # ----------------------------------------------------------------------------------------------- task
-@task(name="validate", cache_policy=INPUTS + TASK_SOURCE + PIPELINE_CODE + TokenCounting(param="model"),
+@task(name="validate", cache_policy=PIPELINE_CACHE + TokenCounting(param="model"),
       persist_result=True)
 def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
                      price_per_1m: float | None = None) -> ValidationReport:
@@ -450,9 +380,9 @@ def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
     report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model, price_per_1m=price_per_1m)
     for line in render_text(report).splitlines():
         (logger.warning if line.startswith(("warning", "note")) else logger.info)(line)
-    create_markdown_artifact(key="ftprep-validation", markdown=render_markdown(report),
+    create_markdown_artifact(key=ARTIFACT_VALIDATION, markdown=render_markdown(report),
                              description="Validation report of the fine-tuning files")
-    create_table_artifact(key="ftprep-token-stats", table=stats_table(report),
+    create_table_artifact(key=ARTIFACT_TOKEN_STATS, table=stats_table(report),
                           description=f"Token statistics ({report.encoding})")
     if not report.ok:
         raise ValidationFailed(summary_line(report))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,14 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from ftprep.caching import PIPELINE_CODE
 from ftprep.errors import InputError
+from ftprep.fsio import commit, staged
 from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
+from ftprep.names import ARTIFACT_WRITE_PROGRESS, FILE_NAMES
+from ftprep.records import RecordStore
+from tasks import PIPELINE_CACHE
 from tasks.format import Renderer, compile_template
+from tasks.split import slice_indices
 
-FILE_NAMES = {"train": "fine_tune_train.jsonl", "validation": "fine_tune_validation.jsonl"}
 CHUNK_LINES = 2000
 
 Progress = Callable[[str, int, int], None]
@@ -75,22 +76,17 @@ def write_jsonl(
 
     Returns (temporary path, sha256, bytes). The caller renames it into place.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb", buffering=0) as f:
-            sink = _Sink(f)
-            try:
-                total = len(indices)
-                for start in range(0, total, CHUNK_LINES):
-                    sink.put(render.chunk(records, indices[start : start + CHUNK_LINES]))
-                    if progress:
-                        progress(role, min(start + CHUNK_LINES, total), total)
-            finally:
-                sink.close()
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return Path(tmp), sink.digest.hexdigest(), sink.size
+    with staged(target) as (f, tmp):
+        sink = _Sink(f)
+        try:
+            total = len(indices)
+            for start in range(0, total, CHUNK_LINES):
+                sink.put(render.chunk(records, indices[start : start + CHUNK_LINES]))
+                if progress:
+                    progress(role, min(start + CHUNK_LINES, total), total)
+        finally:
+            sink.close()
+    return tmp, sink.digest.hexdigest(), sink.size
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -104,10 +100,8 @@ def check_out_dir(out_dir: Path) -> None:
         raise InputError(f"output folder {out_dir} is not writable; choose another --out or fix its permissions")
 
 
-def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, progress: Progress | None = None) -> WrittenFiles:
-    from tasks.load import records_for
-    from tasks.split import slice_indices
-
+def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, store: RecordStore,
+                progress: Progress | None = None) -> WrittenFiles:
     out_dir = out_dir.resolve()
     check_out_dir(out_dir)
     render = compile_template(fmt.template)
@@ -117,13 +111,13 @@ def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, progress: Progr
     temps: dict[str, tuple[Path, str, int]] = {}
     with ExitStack() as cleanup:
         for role, s in slices.items():
-            temps[role] = write_jsonl(out_dir / FILE_NAMES[role], records_for(s.dataset), slice_indices(s),
-                                      render, progress, role)
+            temps[role] = write_jsonl(out_dir / FILE_NAMES[role], store.read(s.dataset.path, s.dataset.sha256),
+                                      slice_indices(s), render, progress, role)
             cleanup.callback(lambda p=temps[role][0]: p.unlink(missing_ok=True))
         written = {}
         for role, (tmp, sha, size) in temps.items():
             target = out_dir / FILE_NAMES[role]
-            os.replace(tmp, target)
+            commit(tmp, target)
             written[role] = WrittenFile(role=role, path=str(target), sha256=sha, bytes=size,
                                         examples=slices[role].count, mtime_ns=target.stat().st_mtime_ns)
         if plan.validation is None:
@@ -143,8 +137,8 @@ def files_intact(files: WrittenFiles) -> bool:
     return True
 
 
-@task(name="write", cache_policy=INPUTS + TASK_SOURCE + PIPELINE_CODE, persist_result=True)
-def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str) -> WrittenFiles:
+@task(name="write", cache_policy=PIPELINE_CACHE, persist_result=True)
+def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordStore) -> WrittenFiles:
     """Stream the training and validation examples into JSONL files (temporary file, then rename)."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
@@ -152,7 +146,7 @@ def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str) -> WrittenFiles:
     started = time.perf_counter()
     total = plan.train.count + (plan.validation.count if plan.validation else 0)
     offsets = {"train": 0, "validation": plan.train.count}
-    artifact = create_progress_artifact(0.0, key="ftprep-write-progress",
+    artifact = create_progress_artifact(0.0, key=ARTIFACT_WRITE_PROGRESS,
                                         description=f"Formatting and writing {total:,} examples")
     last = [started]
 
@@ -164,7 +158,7 @@ def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str) -> WrittenFiles:
             logger.info("Writing %s examples: %s of %s (%.0f%% of all)", role, f"{done:,}", f"{role_total:,}", overall)
             update_progress_artifact(artifact, overall)
 
-    files = write_split(plan, fmt, Path(out_dir), progress)
+    files = write_split(plan, fmt, Path(out_dir), store, progress)
     update_progress_artifact(artifact, 100.0)
     for f in files.files():
         logger.info("Wrote %s: %s examples, %.1f MB, sha256 %s", f.path, f"{f.examples:,}", f.bytes / 1e6, f.sha256)

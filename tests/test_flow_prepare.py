@@ -13,7 +13,8 @@ from prefect.variables import Variable
 
 from flows.prepare import prepare
 from ftprep.models import PrepareResult, SplitConfig
-from tasks.publish import ARTIFACT_KEY, VARIABLE_NAME
+from ftprep.names import ARTIFACT_FILES as ARTIFACT_KEY
+from ftprep.names import LATEST_FILES as VARIABLE_NAME
 from tests import reference_notebook as nb
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

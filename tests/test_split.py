@@ -67,13 +67,16 @@ def test_zero_or_negative_sizes(field, value):
 def test_separate_datasets_that_share_records_are_refused(tmp_path):
     import json
 
-    from tasks.load import describe, records_for
+    from tasks.load import describe, new_store
     from tasks.split import check_disjoint
 
     train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
     train.write_text("".join(json.dumps({"title": f"t{i}", "price": i}) + "\n" for i in range(30)))
     val.write_text("".join(json.dumps({"price": i, "title": f"t{i}"}) + "\n" for i in (100, 101, 7, 102)))
-    plan = plan_split(describe(train)[0], SplitConfig(train_size=30, validation_size=4), describe(val)[0])
+    store = new_store()
+    records_for = lambda ref: store.read(ref.path, ref.sha256)  # noqa: E731
+    plan = plan_split(describe(train, store)[0], SplitConfig(train_size=30, validation_size=4),
+                      describe(val, store)[0])
     with pytest.raises(InputError, match=r"val.jsonl shares 1 record with the training records of .*train.jsonl "
                                          r"\(e.g. validation record 2 = training record 7\)"):
         check_disjoint(plan, records_for)

@@ -9,18 +9,15 @@ import time
 import openai
 import pytest
 
-from ftprep.client import FILES_CREATE_LIMIT, UploadPolicy, make_client, upload_policy
+from ftprep.client import make_client
 from ftprep.errors import InputError, RemoteError
-from ftprep.settings import load_settings
+from ftprep.remote import MalformedResponse, describe_error, is_transient, outcome_unknown, retry_after
+from ftprep.remote import RemotePolicy as UploadPolicy
+from ftprep.settings import FILES_CREATE_LIMIT, load_settings
 from tasks.upload import (
     DUPLICATE_SLACK_SECONDS,
-    MalformedResponse,
-    describe_error,
     find_remote,
-    is_transient,
-    outcome_unknown,
     remote_name,
-    retry_after,
     settle,
     upload_file,
     upload_once,
@@ -45,9 +42,9 @@ def test_remote_name_carries_the_content_hash():
 
 def test_upload_once_then_reuse(client, openai_env, jsonl):
     path, sha = jsonl
-    first, reused = upload_once(client, str(path), sha)
+    first, reused, _ = upload_once(client, str(path), sha)
     assert not reused and first.purpose == "fine-tune" and first.filename == remote_name(path, sha)
-    again, reused = upload_once(client, str(path), sha)
+    again, reused, _ = upload_once(client, str(path), sha)
     assert reused and again.id == first.id
     assert openai_env.count("POST", "/v1/files", exact=True) == 1 and len(openai_env.files_for()) == 1
     assert openai_env.files_for()[0].read_bytes() == path.read_bytes()
@@ -162,10 +159,10 @@ def test_a_changed_file_is_not_uploaded_under_its_old_hash(client, openai_env, j
 def test_upload_policy_from_settings(monkeypatch):
     monkeypatch.setenv("FTPREP_PROCESSING_TIMEOUT", "42")
     monkeypatch.setenv("FTPREP_UPLOAD_PART_THRESHOLD", str(64 * 1024 * 1024))
-    policy = upload_policy(load_settings())
+    policy = UploadPolicy.from_settings(load_settings())
     assert policy.processing_timeout == 42 and policy.part_threshold == 64 * 1024 * 1024
     assert policy.part_size == 64 * 1024 * 1024 and policy.backoff_seconds == 0.05  # conftest's base
     monkeypatch.setenv("FTPREP_UPLOAD_PART_THRESHOLD", str(10 * FILES_CREATE_LIMIT))
-    assert upload_policy(load_settings()).part_threshold == FILES_CREATE_LIMIT  # never above the endpoint's limit
+    assert UploadPolicy.from_settings(load_settings()).part_threshold == FILES_CREATE_LIMIT
     with pytest.raises(InputError):
         UploadPolicy(part_size=65 * 1024 * 1024)

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 from prefect.cache_policies import NO_CACHE
+from pydantic import SecretStr
 
-from ftprep.client import UploadPolicy, make_client
-from ftprep.errors import RemoteError
-from ftprep.settings import Secret, Settings
+from ftprep.client import make_client
+from ftprep.errors import RemoteError, TransientRemoteError
+from ftprep.remote import RemotePolicy as UploadPolicy
+from ftprep.settings import Settings
 from tasks.upload import (
     FileWindow,
-    TransientRemoteError,
     remote_name,
     upload_and_wait,
     upload_file,
@@ -41,7 +42,7 @@ LINE = b'{"messages":[{"role":"user","content":"hi"},{"role":"assistant","conten
 
 
 def client_for(stub, timeout: float = 10.0):
-    return make_client(Settings(api_key=Secret(stub.api_key), base_url=stub.base_url, timeout_seconds=timeout))
+    return make_client(Settings(api_key=SecretStr(stub.api_key), base_url=stub.base_url, timeout_seconds=timeout))
 
 
 @pytest.fixture
@@ -204,7 +205,7 @@ def test_permanent_error_fails_after_one_attempt(openai_env, client, jsonl, task
 
 def test_wrong_key_is_refused_once_without_leaking_it(openai_env, jsonl):
     path, sha = jsonl
-    bad = make_client(Settings(api_key=Secret("sk-wrong-key-0123456789"), base_url=openai_env.base_url))
+    bad = make_client(Settings(api_key=SecretStr("sk-wrong-key-0123456789"), base_url=openai_env.base_url))
     with pytest.raises(RemoteError, match="refused: HTTP 401.*check OPENAI_API_KEY") as info:
         run_task(bad, path, sha)
     assert "sk-wrong-key-0123456789" not in str(info.value)
@@ -328,11 +329,11 @@ def test_parts_are_streamed_not_held_in_memory(stub_process, tmp_path):
         for _ in range(20):
             fh.write(LINE * 10_000)  # ~16 MB in sixteen 1 MiB parts
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    client = make_client(Settings(api_key=Secret(DEFAULT_API_KEY), base_url=stub_process))
+    client = make_client(Settings(api_key=SecretStr(DEFAULT_API_KEY), base_url=stub_process))
     client.files.list()  # connection and lazy imports before measuring
     tracemalloc.start()
     try:
-        file, _ = upload_once(client, path, sha, policy=PARTS)
+        file, _, _ = upload_once(client, path, sha, policy=PARTS)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -1,0 +1,1 @@
+"""The command line: the top of the import graph (it imports flows; nothing imports it)."""

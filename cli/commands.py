@@ -1,0 +1,153 @@
+"""The commands behind ``ftprep``: each checks what it cheaply can, runs its flow and prints what it made."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
+
+from cli.main import command
+from flows.evaluate import evaluate as evaluate_flow
+from flows.finetune import fine_tune as fine_tune_flow
+from flows.prepare import prepare as prepare_flow
+from ftprep.errors import InputError
+from ftprep.openai_models import DEFAULT_MODEL
+from ftprep.redact import install_log_redaction
+
+
+def _hide_expected_tracebacks() -> None:
+    """Logs carry one line for an expected error (no traceback), and pass the redaction layer."""
+    import logging
+
+    from ftprep.errors import FtprepError
+
+    class _OneLine(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            exc = record.exc_info[1] if record.exc_info else None
+            if isinstance(exc, FtprepError):
+                record.exc_info, record.exc_text = None, None
+            return True
+
+    install_log_redaction()
+    flt = _OneLine()
+    for name in ("", "prefect"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(flt)
+
+
+def _preflight(data: str, validation_data: str | None, template: str, out: str, model: str) -> None:
+    """Catch the common mistakes (a wrong path, an unknown template or model) before Prefect starts."""
+    from ftprep.openai_models import model_spec
+    from tasks.format import resolve_template, template_fields
+    from tasks.load import check_readable, detect_format
+
+    for option, value in (("--data", data), ("--validation-data", validation_data)):
+        if value is not None:
+            check_readable(Path(value), option)
+            detect_format(Path(value))
+    template_fields(resolve_template(template))
+    model_spec(model)
+    target = Path(out).resolve()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"output folder {target} cannot be created: {existing} is a file; choose another --out")
+
+
+def _prepare(**options) -> int:
+    from tasks.validation_report import render_text
+
+    _preflight(options["data"], options.get("validation_data"), options.get("template", "course"),
+               options.get("out", "out"), options.get("model", DEFAULT_MODEL))
+    _hide_expected_tracebacks()
+    result = prepare_flow(**options)
+    for f in result.files.files():
+        remote = result.remote_file(f.role)
+        where = f" -> {remote.id} ({'reused' if remote.reused else 'uploaded'})" if remote else ""
+        print(f"{f.role:<10} {f.path}: {f.examples:,} examples, {f.bytes:,} bytes, sha256 {f.sha256[:16]}{where}")
+    print(f"manifest   {os.path.join(result.files.out_dir, 'manifest.json')}")
+    if result.validation is not None:
+        print(render_text(result.validation).splitlines()[-1].replace("valid:", "validation: valid,", 1))
+    if result.upload_skipped_reason:
+        print(result.upload_skipped_reason)
+    return 0
+
+
+def _fine_tune(**options) -> int:
+    _hide_expected_tracebacks()
+    result = fine_tune_flow(**options)
+    print(f"job {result.job_id}: {result.status}; model {result.fine_tuned_model}; "
+          f"{result.trained_tokens or 0:,} trained tokens{' (existing job reused)' if result.reused else ''}")
+    return 0
+
+
+def _evaluate(**options) -> int:
+    _hide_expected_tracebacks()
+    m = evaluate_flow(**options)
+    out = options.get("out", "eval")
+    print(f"{m.model} on {m.items} items: mean absolute error ${m.mae:,.2f}, RMSLE {m.rmsle:.3f}, "
+          f"hit rate {m.hit_rate:.1%} (within $40 or 20%), unparsed replies {m.unparsed}"
+          + (f", failed items {m.failed}" if m.failed else ""))
+    print(f"wrote {os.path.join(out, 'metrics.json')} and {os.path.join(out, 'chart.png')}")
+    return 0
+
+
+prepare = command(prepare_flow.fn, _prepare, flatten=["split"])
+fine_tune = command(fine_tune_flow.fn, _fine_tune, flatten=["job"])
+evaluate = command(evaluate_flow.fn, _evaluate)
+
+
+def validate(
+    files: list[Path] | None = None,
+    *,
+    train: Path | None = None,
+    validation: Path | None = None,
+    model: str = DEFAULT_MODEL,
+    price_per_million: Annotated[float | None, Parameter(name="--price-per-million")] = None,
+    as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
+) -> int:
+    """Check JSONL fine-tuning files before upload.
+
+    Args:
+        files: JSONL files, each checked on its own.
+        train: Training file of a pair (checked for leakage into --validation).
+        validation: Validation file of a pair.
+        model: Model for token limits and price.
+        price_per_million: Training price in USD per 1M tokens (default: ftprep's dated table).
+        as_json: Print the report as JSON.
+    """
+    import math
+
+    from tasks.validate import validate_files
+    from tasks.validation_report import render_text
+
+    pairs = [(f, "file") for f in files or []]
+    if train:
+        pairs.append((train, "train"))
+    if validation:
+        pairs.append((validation, "validation"))
+    if not pairs:
+        raise InputError("no files to validate; give FILE... or --train FILE --validation FILE")
+    if price_per_million is not None and not (math.isfinite(price_per_million) and price_per_million >= 0):
+        raise InputError(f"--price-per-million is {price_per_million}: give a price in USD of zero or more")
+    report = validate_files(pairs, model=model, price_per_1m=price_per_million)
+    print(report.model_dump_json(indent=2) if as_json else render_text(report))
+    return 0 if report.ok else 1
+
+
+def serve(*names: str) -> int:
+    """Serve the deployments of prefect.yaml in this process until Ctrl+C.
+
+    Args:
+        names: Deployment names to serve (default: all).
+    """
+    from prefect import serve as prefect_serve
+
+    from cli.deployments import runner_deployments
+
+    _hide_expected_tracebacks()
+    deployments = runner_deployments(names=list(names) or None)
+    print(f"serving {', '.join(d.name for d in deployments)}: trigger runs from the Prefect UI; Ctrl+C stops")
+    prefect_serve(*deployments)
+    return 0

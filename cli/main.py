@@ -1,0 +1,104 @@
+"""The ``ftprep`` command: its options are derived from the flows' typed parameters, so a default lives once.
+
+Commands are loaded lazily (``ftprep validate`` never imports the flows). Expected errors (:class:`FtprepError`,
+bad options) print one line, ``error: ...``, and exit non-zero with no traceback; see :func:`main`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+from cyclopts import App, CycloptsError, Parameter
+from pydantic import ValidationError
+
+from ftprep import __version__
+from ftprep.errors import FtprepError
+
+app = App(
+    name="ftprep",
+    help="Turn a dataset into validated OpenAI fine-tuning files, upload them, fine-tune and evaluate, as Prefect "
+         "flows. Settings (OPENAI_API_KEY, OPENAI_BASE_URL, FTPREP_*) come from the environment or .env.",
+    version=__version__,
+    exit_on_error=False,
+    print_error=False,
+    help_on_error=False,
+)
+for _name, _help in (
+    ("prepare", "Write fine-tuning JSONL files from a dataset, validate them and upload them."),
+    ("validate", "Check JSONL fine-tuning files before upload; exit 0 valid, 1 not valid."),
+    ("fine-tune", "Start (once) and follow a fine-tuning job on the latest prepared files."),
+    ("evaluate", "Measure a model's price estimates on test items."),
+    ("serve", "Serve the deployments of prefect.yaml (no work pool or worker needed)."),
+):
+    app.command(f"cli.commands:{_name.replace('-', '_')}", name=_name, help=_help)
+
+
+def options_of(flow_fn: Callable[..., Any], flatten: Sequence[str] = (),
+               rename: dict[str, str] | None = None) -> inspect.Signature:
+    """The flow function's signature as keyword-only CLI options.
+
+    Parameters named in ``flatten`` (pydantic models) become their fields' options (``split.train_size`` is
+    ``--train-size``); ``rename`` gives a parameter another flag. Types, defaults, constraints and help come from
+    the flow and its models, so the CLI, the UI's run form and the flow cannot drift.
+    """
+    hints = typing.get_type_hints(flow_fn, include_extras=True)
+    params = []
+    for p in inspect.signature(flow_fn).parameters.values():
+        annotation = hints.get(p.name, p.annotation)
+        if p.name in flatten:
+            annotation = Annotated[annotation, Parameter(name="*")]
+        elif rename and p.name in rename:
+            annotation = Annotated[annotation, Parameter(name=rename[p.name])]
+        params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotation))
+    return inspect.Signature(params)
+
+
+def command(flow_fn: Callable[..., Any], run: Callable[..., int], flatten: Sequence[str] = (),
+            rename: dict[str, str] | None = None) -> Callable[..., int]:
+    """A CLI command with the flow's options that calls ``run(**options)``."""
+
+    def cmd(**options: Any) -> int:
+        return run(**options)
+
+    cmd.__signature__ = options_of(flow_fn, flatten, rename)  # type: ignore[attr-defined]
+    cmd.__doc__ = flow_fn.__doc__
+    cmd.__name__ = flow_fn.__name__
+    return cmd
+
+
+def _option(loc: tuple) -> str:
+    return "--" + str(loc[-1]).replace("_", "-") if loc else "an option"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit code (0 ok, 1 validation failed, 2 expected error, 130 interrupted)."""
+    from ftprep.redact import redact
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = app(argv)
+    except FtprepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except ValidationError as e:  # an option outside its range, caught by the typed parameter models
+        first = e.errors()[0]
+        command_name = argv[0] if argv else "COMMAND"
+        print(redact(f"error: {_option(first['loc'])}: {first['msg']} (got {first.get('input')!r}); see ftprep "
+                     f"{command_name} --help"), file=sys.stderr)
+        return 2
+    except CycloptsError as e:
+        text = " ".join(str(e).split())
+        print(redact(f"error: {text}; see ftprep --help"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

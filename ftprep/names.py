@@ -1,0 +1,29 @@
+"""Every name ftprep gives things in Prefect and on disk: Variables, artifact keys, task runs, output files."""
+
+from __future__ import annotations
+
+# Prefect Variables: what one flow leaves for the next
+LATEST_FILES = "ftprep_latest_files"  # file ids of the latest prepare run that uploaded
+LATEST_JOB = "ftprep_latest_job"  # the latest fine-tuning job, whatever its outcome
+LATEST_MODEL = "ftprep_latest_model"  # the latest job that succeeded: what evaluate uses
+
+# Artifact keys (stable, so the UI shows each one's history across runs)
+ARTIFACT_FILES = "ftprep-files"
+ARTIFACT_VALIDATION = "ftprep-validation"
+ARTIFACT_TOKEN_STATS = "ftprep-token-stats"
+ARTIFACT_WRITE_PROGRESS = "ftprep-write-progress"
+ARTIFACT_FINE_TUNE = "ftprep-fine-tune"
+ARTIFACT_EVALUATION = "ftprep-evaluation"
+
+
+def artifact_openai_file(role: str) -> str:
+    return f"ftprep-openai-{role}"
+
+
+# Output files (the names the course writes)
+FILE_NAMES = {"train": "fine_tune_train.jsonl", "validation": "fine_tune_validation.jsonl"}
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+CHART = "chart.png"
+
+DASHBOARD_FILE_URL = "https://platform.openai.com/storage/files/{id}"

@@ -1,0 +1,53 @@
+"""The record store: datasets read once per process, keyed by content, handed to the tasks that need records."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ftprep.errors import InputError
+from ftprep.fsio import sha256_file
+
+Record = dict[str, Any]
+Reader = Callable[[Path], Sequence[Record]]
+
+
+class RecordStore:
+    """Records by dataset sha256, read with ``reader`` at most once while they are kept.
+
+    One store lives for one flow run (the flow makes it and hands it to its tasks as an argument that is left
+    out of cache keys), so a long-lived worker does not keep every dataset it ever read. It keeps ``keep``
+    datasets (the training data and a separate validation dataset); re-reading a 400k-item pickle costs
+    seconds, so the tasks of one run share what the load task read.
+    """
+
+    def __init__(self, reader: Reader, keep: int = 2):
+        self._reader, self._keep = reader, keep
+        self._records: dict[str, Sequence[Record]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # shown in Prefect's task inputs: never the data
+        return f"RecordStore({len(self._records)} dataset(s))"
+
+    def put(self, sha256: str, records: Sequence[Record]) -> Sequence[Record]:
+        with self._lock:
+            while len(self._records) >= self._keep:
+                self._records.pop(next(iter(self._records)))
+            self._records[sha256] = records
+        return records
+
+    def get(self, sha256: str) -> Sequence[Record] | None:
+        return self._records.get(sha256)
+
+    def read(self, path: str | os.PathLike, sha256: str) -> Sequence[Record]:
+        """The records of ``path`` whose content is ``sha256``: kept ones, or read now."""
+        found = self.get(sha256)
+        if found is not None:
+            return found
+        path = Path(path)
+        if not path.is_file() or sha256_file(path) != sha256:
+            raise InputError(f"{path} changed or vanished since it was loaded; run again")
+        return self.put(sha256, self._reader(path))

@@ -1,0 +1,66 @@
+"""How a validation report is shown: plain text (the CLI, the logs), markdown and a table (the UI's artifacts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftprep.models import Finding, ValidationReport
+
+
+def _where(f: Finding) -> str:
+    if f.lines == (0,):
+        return Path(f.file).name
+    shown = ", ".join(map(str, f.lines)) + (f", … ({f.count} lines)" if f.count > len(f.lines) else "")
+    return f"{Path(f.file).name} line{'s' if f.count > 1 else ''} {shown}"
+
+
+def render_text(report: ValidationReport) -> str:
+    out = []
+    for f in report.files:
+        line = f"{f.role:<10} {f.path}: {f.examples:,} examples"
+        if f.tokens:
+            t = f.tokens
+            line += (f"; tokens per example min {t.min:,}, median {t.median:,.0f}, p90 {t.p90:,}, max {t.max:,}; "
+                     f"total {t.total:,}")
+        out.append(line)
+    if report.token_counts_estimated:
+        out.append(f"note: {report.token_counts_estimated}")
+    if report.billable_tokens is not None:
+        out.append(f"training: {report.billable_tokens:,} billable tokens x {report.epochs} epochs (OpenAI's "
+                   f"default for this size) at ${report.price_per_1m_tokens:.2f}/1M tokens ({report.model}"
+                   f"{', price as of ' + report.price_as_of if report.price_as_of else ''}) "
+                   f"= about ${report.estimated_cost_usd:,.2f}")
+    for f in report.findings:
+        out.append(f"{f.severity}: [{f.code}] {_where(f)}: {f.message}; {f.remedy}")
+    verdict = "valid" if report.ok else "NOT valid"
+    out.append(f"{verdict}: {report.errors} error(s), {report.warnings} warning(s)")
+    return "\n".join(out)
+
+
+def render_markdown(report: ValidationReport) -> str:
+    out = [f"# Validation: {'valid' if report.ok else 'NOT valid'}", "",
+           f"{report.errors} error(s), {report.warnings} warning(s); model `{report.model}`, "
+           f"encoding `{report.encoding}`.", ""]
+    if report.token_counts_estimated:
+        out += [f"> {report.token_counts_estimated}", ""]
+    if report.findings:
+        out += ["| severity | code | where | problem | remedy |", "|---|---|---|---|---|"]
+        out += [f"| {f.severity} | `{f.code}` | {_where(f)} | {f.message} | {f.remedy} |" for f in report.findings]
+        out.append("")
+    if report.estimated_cost_usd is not None:
+        out.append(f"Estimated training cost: **${report.estimated_cost_usd:,.2f}** "
+                   f"({report.billable_tokens:,} billable tokens x {report.epochs} epochs at "
+                   f"${report.price_per_1m_tokens:.2f}/1M tokens).")
+    return "\n".join(out)
+
+
+def stats_table(report: ValidationReport) -> list[dict]:
+    return [{"role": f.role, "file": Path(f.path).name, "examples": f.examples,
+             **({k: getattr(f.tokens, k) for k in ("min", "median", "p90", "max", "total", "billable")}
+                if f.tokens else {})} for f in report.files]
+
+
+def summary_line(report: ValidationReport) -> str:
+    parts = [f"{f.code} ({_where(f)})" for f in report.findings if f.severity == "error"]
+    return (f"validation failed with {report.errors} error(s): " + "; ".join(parts[:5])
+            + ("; ..." if len(parts) > 5 else "") + "; fix the data or template, nothing was uploaded")
