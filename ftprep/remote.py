@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import openai
 
-from ftprep.errors import RemoteError, TransientRemoteError
+from ftprep.errors import FtprepError, RemoteError, TransientRemoteError
 from ftprep.settings import FILES_CREATE_LIMIT, MIB, Settings
 
 T = TypeVar("T")
@@ -99,6 +99,8 @@ def describe_error(exc: BaseException) -> str:
 
     if isinstance(exc, TransientRemoteError):
         return exc.reason
+    if isinstance(exc, FtprepError):
+        return str(exc)  # already one redacted line
     if isinstance(exc, openai.APIStatusError):
         message = getattr(exc, "message", "") or ""
         body = exc.body if isinstance(exc.body, dict) else {}
@@ -226,14 +228,16 @@ def retry_if_transient(task_obj: Any, task_run: Any, state: Any) -> bool:
     attempt, total = task_run.run_count, task_obj.retries + 1
     reason = describe_error(exc) if exc is not None else "unknown"
     if not transient:
-        get_run_logger().warning("%s: attempt %s of %s failed: %s; not retried (permanent error)", task_run.name,
+        get_run_logger().warning("%s: attempt %s of %s failed: %s; not retrying (permanent error)", task_run.name,
                                  attempt, total, reason)
         return False
     delays = task_obj.retry_delay_seconds or 0
     nominal = float(delays[min(attempt - 1, len(delays) - 1)] if isinstance(delays, (list, tuple)) else delays)
-    wait = max(nominal * (1 + 0.5 * random.random()), retry_after(exc) or 0.0)
-    get_run_logger().warning("%s: attempt %s of %s failed: %s; retrying in %.1f s", task_run.name, attempt, total,
-                             reason, wait)
+    server = retry_after(exc)
+    wait = max(nominal * (1 + 0.5 * random.random()), server or 0.0)
+    asked = f"; Retry-After {server:g} s" if server else ""
+    get_run_logger().warning("%s: attempt %s of %s failed: %s%s; retrying in %.1f s", task_run.name, attempt, total,
+                             reason, asked, wait)
     if wait > nominal:
         time.sleep(wait - nominal)
     return True
