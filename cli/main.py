@@ -84,13 +84,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except ValidationError as e:  # an option outside its range, caught by the typed parameter models
-        first = e.errors()[0]
-        command_name = argv[0] if argv else "COMMAND"
-        print(redact(f"error: {_option(first['loc'])}: {first['msg']} (got {first.get('input')!r}); see ftprep "
-                     f"{command_name} --help"), file=sys.stderr)
-        return 2
-    except CycloptsError as e:
+    except (ValidationError, CycloptsError) as e:
+        cause = e if isinstance(e, ValidationError) else e.__cause__
+        if isinstance(cause, FtprepError):  # a model's own check, already one line
+            print(f"error: {cause}", file=sys.stderr)
+            return cause.exit_code
+        if isinstance(cause, ValidationError):  # an option outside its range, caught by the typed models
+            first = cause.errors()[0]
+            command_name = argv[0] if argv else "COMMAND"
+            print(redact(f"error: {_option(first['loc'])}: {first['msg']} (got {first.get('input')!r}); see "
+                         f"ftprep {command_name} --help"), file=sys.stderr)
+            return 2
         text = " ".join(str(e).split())
         print(redact(f"error: {text}; see ftprep --help"), file=sys.stderr)
         return 2

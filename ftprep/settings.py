@@ -1,7 +1,7 @@
 """Settings from the environment and ``.env``: one typed object, the only place a secret is read.
 
 Built once per run (:func:`load_settings`) and handed to whatever needs it; never a flow parameter. The API
-key is a :class:`~pydantic.SecretStr`, so printing, logging or pickling the settings never shows it, and
+key is a :class:`Key` (a :class:`~pydantic.SecretStr`), so printing, logging or pickling the settings never shows it, and
 :meth:`Settings.secrets` lists every secret value for the redaction layer (:mod:`ftprep.redact`).
 """
 
@@ -21,6 +21,13 @@ MIB = 1024 * 1024
 FILES_CREATE_LIMIT = 512 * MIB  # the largest file ``files.create`` accepts
 
 
+class Key(SecretStr):
+    """A secret that never prints itself and refuses to be pickled (into a result, a cache or a log)."""
+
+    def __reduce__(self):
+        raise TypeError("a secret cannot be pickled")
+
+
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
 
@@ -30,7 +37,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True, populate_by_name=True)
 
-    api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    api_key: Key | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     timeout_seconds: Annotated[float, Field(gt=0)] = Field(600.0, validation_alias=_env("FTPREP_OPENAI_TIMEOUT"))
     upload_retries: Annotated[int, Field(ge=0, le=100)] = Field(4, validation_alias=_env("FTPREP_UPLOAD_RETRIES"))
@@ -46,6 +53,8 @@ class Settings(BaseSettings):
     @field_validator("api_key", "base_url", "training_price_per_1m", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("timeout_seconds", "retry_base_seconds", "processing_timeout_seconds",

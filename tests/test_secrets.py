@@ -77,7 +77,7 @@ def test_settings_never_print_or_pickle_the_key(monkeypatch):
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-printed")
     settings = load_settings()
-    assert settings.api_key.get() == "sk-test-not-printed"
+    assert settings.api_key.get_secret_value() == "sk-test-not-printed"
     assert "not-printed" not in repr(settings) + str(settings) + f"{settings.api_key}"
     with pytest.raises(TypeError):
         pickle.dumps(settings.api_key)
