@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -22,6 +23,8 @@ ALLOWED_OPCODES = {
     "EMPTY_DICT", "SHORT_BINUNICODE", "BINUNICODE", "BINFLOAT", "BININT", "BININT1", "BININT2", "LONG1",
     "NEWTRUE", "NEWFALSE", "NONE", "SETITEMS", "BUILD", "APPENDS", "BINGET", "LONG_BINGET", "STOP",
 }
+#: sha256 of ``write_pickle(path, 600, seed=42)``, the ``make run`` sample.
+SAMPLE_600_SHA256 = "77e2da1529cd738027c42ab260cbf2f1bd3f4b00620f152d9616bdbdcb1c27d9"
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +172,12 @@ def test_generate_items_rejects_bad_n(bad):
 
 
 # --- write_pickle ---------------------------------------------------------------------------------
+
+
+def test_the_make_run_sample_has_not_changed(tmp_path):
+    path = tmp_path / "items.pkl"
+    write_pickle(path, 600, seed=42)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SAMPLE_600_SHA256
 
 
 def test_pickle_is_byte_identical_for_the_same_inputs(tmp_path):
