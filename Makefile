@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-$(SAMPLE): $(STAMP) ftprep/sample.py
-	$(BIN)/python -m ftprep.sample --n 600 --seed 42 --out $(SAMPLE)
+$(SAMPLE): $(STAMP) scripts/sample.py scripts/sample_vocab.json
+	$(BIN)/python scripts/sample.py --n 600 --seed 42 --out $(SAMPLE)
 
 sample: $(SAMPLE)
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/format_bench.py            # 400,000 items: 399,000 train + 1,000 validation
     .venv/bin/python bench/format_bench.py --n 50000  # quicker
 
-Each side runs in its own process on the same pickle (made once by ``ftprep.sample`` and kept in
+Each side runs in its own process on the same pickle (made once by ``scripts/sample.py`` and kept in
 bench/out/). Printed: format+write seconds of each side (best of --repeat runs), the ratio, RSS after
 loading, peak RSS during format+write (sampled every 5 ms), and the wall time and peak RSS of a whole
 ``ftprep prepare --no-upload``.
@@ -109,7 +109,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     data = OUT / f"items-{args.n}.pkl"
     if not data.exists():
-        from ftprep.sample import write_pickle
+        sys.path.insert(0, str(ROOT))
+        from scripts.sample import write_pickle
 
         t = time.perf_counter()
         write_pickle(data, args.n)

@@ -75,8 +75,8 @@ def make_sample() -> None:
     if SAMPLE.exists():
         return
     log(f"making the 600-item sample {SAMPLE.relative_to(ROOT)}")
-    subprocess.run([sys.executable, "-m", "ftprep.sample", "--n", "600", "--seed", "42", "--out", str(SAMPLE)],
-                   cwd=ROOT, check=True)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "sample.py"), "--n", "600", "--seed", "42",
+                    "--out", str(SAMPLE)], cwd=ROOT, check=True)
 
 
 class Browser:

@@ -51,7 +51,7 @@ def prefect_server() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def sample_pickle(tmp_path_factory) -> Path:
     """The bundled sample: 600 course-shaped ``items.Item`` objects, made as ``make run`` makes them."""
-    from ftprep.sample import write_pickle
+    from scripts.sample import write_pickle
 
     path = tmp_path_factory.mktemp("sample") / "items.pkl"
     write_pickle(path, 600)

@@ -51,7 +51,7 @@ def test_full_run_uploads_persists_and_second_run_is_cached(tmp_path, monkeypatc
     assert result.files.train.examples == 500 and result.files.validation.examples == 50
 
     # Every written line is the course notebook's formatting of items[0:500] and items[500:550].
-    from ftprep.sample import generate_items
+    from scripts.sample import generate_items
 
     items = [nb.Item(r) for r in generate_items(600)]
     for role, chunk in (("train", items[:500]), ("validation", items[500:550])):

@@ -9,7 +9,7 @@ import pytest
 
 from ftprep.errors import TemplateError
 from ftprep.models import DatasetRef, Template
-from ftprep.sample import generate_items
+from scripts.sample import generate_items
 from tasks.format import PRESETS, check_fields, compile_template, resolve_template, template_fields
 from tests import reference_notebook as nb
 
