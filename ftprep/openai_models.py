@@ -12,10 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PRICES_AS_OF = "2025-06-01"
-SOURCES = (
-    "https://platform.openai.com/docs/guides/fine-tuning#token-limits",
-    "https://openai.com/api/pricing/",
-)
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 
 

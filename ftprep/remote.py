@@ -193,13 +193,16 @@ class RemotePolicy:
         return 1 + self.retries
 
     def delay(self, retry: int, exc: BaseException | None = None) -> float:
-        """The wait before retry number ``retry`` (0-based): exponential with 0-50 % jitter, >= Retry-After."""
-        nominal = min(self.backoff_seconds * 2**retry, self.max_backoff_seconds)
-        return max(nominal * (1 + 0.5 * random.random()), retry_after(exc, self.retry_after_cap) or 0.0)
+        """The wait before retry number ``retry`` (0-based): exponential with jitter, >= Retry-After."""
+        return jittered(self.nominal(retry), exc, self.retry_after_cap)
+
+    def nominal(self, retry: int) -> float:
+        """The delay before retry number ``retry`` (0-based) without jitter: doubling from the base, capped."""
+        return min(self.backoff_seconds * 2**retry, self.max_backoff_seconds)
 
     def retry_delays(self) -> list[float]:
         """Prefect's ``retry_delay_seconds``: the nominal delays (the jitter is added by the retry condition)."""
-        return [min(self.backoff_seconds * 2**i, self.max_backoff_seconds) for i in range(self.retries)]
+        return [self.nominal(i) for i in range(self.retries)]
 
     def task_options(self) -> dict[str, Any]:
         """Retries as Prefect task options (for ``@task(**...)`` and ``task.with_options(**...)``)."""
@@ -208,6 +211,11 @@ class RemotePolicy:
 
 
 DEFAULT_POLICY = RemotePolicy()
+
+
+def jittered(nominal: float, exc: BaseException | None = None, cap: float = 60.0) -> float:
+    """``nominal`` plus 0-50 % jitter, but never shorter than the server's Retry-After (capped at ``cap``)."""
+    return max(nominal * (1 + 0.5 * random.random()), retry_after(exc, cap) or 0.0)
 
 
 def retry_if_transient(task_obj: Any, task_run: Any, state: Any) -> bool:
@@ -234,7 +242,7 @@ def retry_if_transient(task_obj: Any, task_run: Any, state: Any) -> bool:
     delays = task_obj.retry_delay_seconds or 0
     nominal = float(delays[min(attempt - 1, len(delays) - 1)] if isinstance(delays, (list, tuple)) else delays)
     server = retry_after(exc)
-    wait = max(nominal * (1 + 0.5 * random.random()), server or 0.0)
+    wait = jittered(nominal, exc)
     asked = f"; Retry-After {server:g} s" if server else ""
     get_run_logger().warning("%s: attempt %s of %s failed: %s%s; retrying in %.1f s", task_run.name, attempt, total,
                              reason, asked, wait)

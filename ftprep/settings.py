@@ -1,8 +1,8 @@
 """Settings from the environment and ``.env``: one typed object, the only place a secret is read.
 
 Built once per run (:func:`load_settings`) and handed to whatever needs it; never a flow parameter. The API
-key is a :class:`Key` (a :class:`~pydantic.SecretStr`), so printing, logging or pickling the settings never shows it, and
-:meth:`Settings.secrets` lists every secret value for the redaction layer (:mod:`ftprep.redact`).
+key is a :class:`Key` (a :class:`~pydantic.SecretStr`), so printing, logging or pickling the settings never
+shows it, and :meth:`Settings.secrets` lists every secret value for the redaction layer (:mod:`ftprep.redact`).
 """
 
 from __future__ import annotations
