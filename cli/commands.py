@@ -65,7 +65,8 @@ def _prepare(**options) -> int:
     for f in result.files.files():
         remote = result.remote_file(f.role)
         where = f" -> {remote.id} ({'reused' if remote.reused else 'uploaded'})" if remote else ""
-        print(f"{f.role:<10} {f.path}: {f.examples:,} examples, {f.bytes:,} bytes, sha256 {f.sha256[:16]}{where}")
+        print(f"{f.role:<10} {result.files.public_path(f.role)}: {f.examples:,} examples, {f.bytes:,} bytes, "
+              f"sha256 {f.sha256[:16]}{where}")
     print(f"manifest   {os.path.join(result.files.out_dir, 'manifest.json')}")
     if result.validation is not None:
         print(render_text(result.validation).splitlines()[-1].replace("valid:", "validation: valid,", 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -96,6 +98,12 @@ class WrittenFiles(_Model):
 
     def files(self) -> list[WrittenFile]:
         return [f for f in (self.train, self.validation) if f is not None]
+
+    def public_path(self, role: str) -> str:
+        """Where people look for the file: ``out/<name>``, a link into the current generation."""
+        from ftprep.names import FILE_NAMES
+
+        return str(Path(self.out_dir) / FILE_NAMES[role])
 
 
 class RemoteFile(_Model):

@@ -1,8 +1,9 @@
 """Publish: leave what the next fine-tuning run needs where it will look.
 
 Pure part: :func:`files_table` and :func:`variable_value` shape a :class:`PrepareResult` for the UI;
-:func:`write_manifest` writes it as JSON beside the JSONL files (atomically). Task part:
-:func:`publish_result` writes the manifest, a table artifact and the Prefect Variable.
+:func:`commit_output` writes it as ``manifest.json`` into the run's generation and commits the output (the files
+and manifest become current together, :mod:`ftprep.outputs`). Task part: :func:`publish_result` commits, then
+writes a table artifact and the Prefect Variable.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
 
-from ftprep.fsio import atomic_write
+from ftprep import outputs
 from ftprep.models import PrepareResult
-from ftprep.names import ARTIFACT_FILES, DASHBOARD_FILE_URL, LATEST_FILES, MANIFEST, artifact_openai_file
+from ftprep.names import ARTIFACT_FILES, DASHBOARD_FILE_URL, LATEST_FILES, artifact_openai_file
 from ftprep.redact import redact, redact_obj
 
 
@@ -35,7 +36,7 @@ def files_table(result: PrepareResult) -> list[dict]:
             "tokens": tokens.get(f.role, ""),
             "bytes": f.bytes,
             "sha256": f.sha256,
-            "path": f.path,
+            "path": result.files.public_path(f.role),
         })
     return rows
 
@@ -50,17 +51,20 @@ def variable_value(result: PrepareResult) -> dict:
     return value
 
 
-def write_manifest(result: PrepareResult) -> Path:
-    """``manifest.json`` beside the files, written atomically, redacted."""
-    return atomic_write(Path(result.files.out_dir) / MANIFEST, redact(result.model_dump_json(indent=2)) + "\n")
+def commit_output(result: PrepareResult) -> Path:
+    """Write the (redacted) manifest into the run's generation and make it current: the output's commit point."""
+    generation = Path(result.files.train.path).parent
+    return outputs.commit(Path(result.files.out_dir), generation, redact(result.model_dump_json(indent=2)) + "\n")
 
 
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_result(result: PrepareResult, dashboard_links: bool = True) -> str:
     """Write the manifest, the files table artifact and (when uploaded) the Variable the next run reads."""
     logger = get_run_logger()
-    manifest = write_manifest(result)
-    logger.info("Wrote manifest %s", manifest)
+    manifest = commit_output(result)
+    logger.info("Committed %s: the files and manifest of this run are now current", manifest)
+    if removed := outputs.clean(Path(result.files.out_dir)):
+        logger.info("Removed %s earlier output generation(s) no run uses", len(removed))
     create_table_artifact(key=ARTIFACT_FILES, table=redact_obj(files_table(result)),
                           description=f"Fine-tuning files of this run (template {result.template!r})")
     for remote in result.uploaded if dashboard_links else ():  # links only where the files are OpenAI's

@@ -1,8 +1,9 @@
 """Write: stream every selected record through the template into JSONL files, atomically.
 
-Pure part: :func:`write_jsonl` renders and writes one slice to a temporary file beside the target,
-hashing as it goes; :func:`write_split` writes both files and renames them into place only when both
-are complete, so a failure leaves no partial file. Nothing holds more than one chunk of output in memory.
+Pure part: :func:`write_jsonl` renders and writes one slice, hashing as it goes; :func:`write_split` writes
+both files into a new generation of the output folder (:mod:`ftprep.outputs`), which the publish step commits
+only after validation and upload, so a failure leaves the previous output as it was. Nothing holds more than
+one chunk of output in memory.
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 
+from ftprep import outputs
 from ftprep.errors import InputError
-from ftprep.fsio import commit, staged
 from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
 from ftprep.names import ARTIFACT_WRITE_PROGRESS, FILE_NAMES
 from ftprep.records import RecordStore
@@ -71,12 +72,12 @@ def write_jsonl(
     render: Renderer,
     progress: Progress | None = None,
     role: str = "train",
-) -> tuple[Path, str, int]:
-    """Write the rendered line of ``records[i]`` for each i to a temporary file beside ``target``.
+) -> tuple[str, int]:
+    """Write the rendered line of ``records[i]`` for each i to ``target`` (a file in a stage folder).
 
-    Returns (temporary path, sha256, bytes). The caller renames it into place.
+    Returns (sha256, bytes).
     """
-    with staged(target) as (f, tmp):
+    with open(target, "xb", buffering=0) as f:
         sink = _Sink(f)
         try:
             total = len(indices)
@@ -86,7 +87,7 @@ def write_jsonl(
                     progress(role, min(start + CHUNK_LINES, total), total)
         finally:
             sink.close()
-    return tmp, sink.digest.hexdigest(), sink.size
+    return sink.digest.hexdigest(), sink.size
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -102,31 +103,40 @@ def check_out_dir(out_dir: Path) -> None:
 
 def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, store: RecordStore,
                 progress: Progress | None = None) -> WrittenFiles:
+    """Write both files into a new generation of ``out_dir`` (see :mod:`ftprep.outputs`); nothing is committed.
+
+    The previous output stays current until the publish step commits this generation; leftovers of killed
+    runs are removed first.
+    """
     out_dir = out_dir.resolve()
     check_out_dir(out_dir)
+    outputs.clean(out_dir)
     render = compile_template(fmt.template)
     slices: dict[str, Slice] = {"train": plan.train}
     if plan.validation is not None:
         slices["validation"] = plan.validation
-    temps: dict[str, tuple[Path, str, int]] = {}
-    with ExitStack() as cleanup:
-        for role, s in slices.items():
-            temps[role] = write_jsonl(out_dir / FILE_NAMES[role], store.read(s.dataset.path, s.dataset.sha256),
-                                      slice_indices(s), render, progress, role)
-            cleanup.callback(lambda p=temps[role][0]: p.unlink(missing_ok=True))
-        written = {}
-        for role, (tmp, sha, size) in temps.items():
-            target = out_dir / FILE_NAMES[role]
-            commit(tmp, target)
-            written[role] = WrittenFile(role=role, path=str(target), sha256=sha, bytes=size,
-                                        examples=slices[role].count, mtime_ns=target.stat().st_mtime_ns)
-        if plan.validation is None:
-            (out_dir / FILE_NAMES["validation"]).unlink(missing_ok=True)  # not a stale one from an earlier run
+    stage = outputs.new_stage(out_dir)
+    try:
+        digests = {role: write_jsonl(stage / FILE_NAMES[role], store.read(s.dataset.path, s.dataset.sha256),
+                                     slice_indices(s), render, progress, role) for role, s in slices.items()}
+        generation = outputs.seal(stage, [digests[role][0] for role in slices])
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        outputs.release(stage)
+        raise
+    written = {}
+    for role, (sha, size) in digests.items():
+        path = generation / FILE_NAMES[role]
+        written[role] = WrittenFile(role=role, path=str(path), sha256=sha, bytes=size,
+                                    examples=slices[role].count, mtime_ns=path.stat().st_mtime_ns)
     return WrittenFiles(train=written["train"], validation=written.get("validation"), out_dir=str(out_dir))
 
 
 def files_intact(files: WrittenFiles) -> bool:
-    """Are the files still as written? (size and modification time; cheap enough to ask on every run)"""
+    """Are the files still as written, and in use by this run? (size and modification time: cheap enough to ask
+    on every run; a cached write's generation is claimed so that no other run's clean-up removes it)"""
+    if not outputs.claim(Path(files.train.path).parent):
+        return False
     for f in files.files():
         try:
             st = os.stat(f.path)
