@@ -31,6 +31,7 @@ from pathlib import Path
 from ftprep.errors import InputError
 from ftprep.fsio import atomic_write
 from ftprep.names import FILE_NAMES, MANIFEST
+from ftprep.pause import pause_point
 
 STATE = ".ftprep"
 CURRENT = "current"
@@ -146,6 +147,7 @@ def commit(out: Path, generation: Path, manifest: str) -> Path:
     """
     out = Path(out)
     atomic_write(generation / MANIFEST, manifest)
+    pause_point("commit")
     _swap_link(state_dir(out) / CURRENT, generation.name)  # the commit
     for name in (*FILE_NAMES.values(), MANIFEST):
         link, target = out / name, f"{STATE}/{CURRENT}/{name}"

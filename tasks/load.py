@@ -26,6 +26,7 @@ from ftprep.caching import FileContent
 from ftprep.errors import InputError, UnsafePickleError
 from ftprep.fsio import sha256_file
 from ftprep.models import DatasetRef
+from ftprep.pause import pause_point
 from ftprep.records import Record, RecordStore
 from tasks import PIPELINE_CACHE
 
@@ -327,6 +328,7 @@ def load_dataset(path: str, store: RecordStore) -> DatasetRef:
     """Read the dataset once (into the run's record store) and return a reference: path, sha256, count, fields."""
     from prefect import get_run_logger
 
+    pause_point("load")
     ref, _ = describe(path, store)
     get_run_logger().info(
         "Loaded %s records (%s, %.1f MB, sha256 %s) from %s; fields: %s",

@@ -46,6 +46,7 @@ from prefect.context import TaskRunContext
 from ftprep.errors import FtprepError, InputError, RemoteError, TransientRemoteError
 from ftprep.fsio import file_digests
 from ftprep.models import RemoteFile
+from ftprep.pause import pause_point
 from ftprep.remote import (
     DEFAULT_POLICY,
     MalformedResponse,
@@ -343,6 +344,7 @@ def upload_file(client: OpenAI, path: str, sha256: str, examples: int, role: str
                 policy: RemotePolicy = DEFAULT_POLICY) -> RemoteFile:
     """Upload one JSONL file (or reuse the identical remote file) and wait until OpenAI has processed it."""
     logger = get_run_logger()
+    pause_point("upload")
     try:
         obj, reused = upload_and_wait(client, path, sha256, purpose, policy=policy, logger=logger)
     except FtprepError:

@@ -27,6 +27,7 @@ from ftprep.errors import InputError, ValidationFailed
 from ftprep.models import FileReport, Finding, TokenStats, ValidationReport, WrittenFiles
 from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION
 from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
+from ftprep.pause import pause_point
 from ftprep.tokens import count_chat_tokens, text_counter
 from tasks import PIPELINE_CACHE
 from tasks.validation_report import render_markdown, render_text, stats_table, summary_line
@@ -377,6 +378,7 @@ def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     logger = get_run_logger()
+    pause_point("validate")
     report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model, price_per_1m=price_per_1m)
     for line in render_text(report).splitlines():
         (logger.warning if line.startswith(("warning", "note")) else logger.info)(line)

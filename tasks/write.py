@@ -24,6 +24,7 @@ from ftprep import outputs
 from ftprep.errors import InputError
 from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
 from ftprep.names import ARTIFACT_WRITE_PROGRESS, FILE_NAMES
+from ftprep.pause import pause_point
 from ftprep.records import RecordStore
 from tasks import PIPELINE_CACHE
 from tasks.format import Renderer, compile_template
@@ -117,8 +118,11 @@ def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, store: RecordSt
         slices["validation"] = plan.validation
     stage = outputs.new_stage(out_dir)
     try:
-        digests = {role: write_jsonl(stage / FILE_NAMES[role], store.read(s.dataset.path, s.dataset.sha256),
-                                     slice_indices(s), render, progress, role) for role, s in slices.items()}
+        digests = {}
+        for role, s in slices.items():
+            digests[role] = write_jsonl(stage / FILE_NAMES[role], store.read(s.dataset.path, s.dataset.sha256),
+                                        slice_indices(s), render, progress, role)
+            pause_point("write")  # tests: killed between the two files
         generation = outputs.seal(stage, [digests[role][0] for role in slices])
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
