@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from ftprep.errors import InputError, RemoteError
 from ftprep.models import FineTuneConfig, FineTuneResult
 from ftprep.names import ARTIFACT_FINE_TUNE, LATEST_JOB, LATEST_MODEL
+from ftprep.redact import redact
 from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, describe_error, poll
 from tasks.upload import wait_until_processed
 
@@ -74,7 +75,7 @@ def new_events(client: OpenAI, job_id: str, seen: set[str]) -> list[Any]:
 def job_result(job: Any, reused: bool = False) -> FineTuneResult:
     error = None
     if job.error is not None and getattr(job.error, "message", None):
-        error = " ".join(str(job.error.message).split())
+        error = redact(" ".join(str(job.error.message).split()))
     return FineTuneResult(job_id=job.id, status=job.status, model=job.model, training_file=job.training_file,
                           validation_file=job.validation_file, fine_tuned_model=job.fine_tuned_model,
                           trained_tokens=job.trained_tokens, result_files=tuple(job.result_files or ()),

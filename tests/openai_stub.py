@@ -1368,6 +1368,11 @@ class StubOpenAI:
             return None
         scheme, _, token = (header or "").strip().partition(" ")
         token = token.strip()
+        if scheme.lower() == "basic" and token:  # the key as the password of URL userinfo, as OpenAI accepts
+            try:
+                scheme, token = "bearer", base64.b64decode(token).decode().partition(":")[2]
+            except ValueError:
+                token = ""
         if scheme.lower() != "bearer" or not token:
             return _error_response(
                 401,

@@ -40,7 +40,8 @@ def test_key_is_nowhere_after_runs_with_faults(tmp_path, monkeypatch, prefect_se
         ok = prepare(data=str(sample_pickle), out=str(tmp_path / "out"),
                      split=SplitConfig(train_size=77, validation_size=11), return_state=True)
         assert ok.is_completed(), ok.message
-        stub.inject("*", "/v1/files*", "status", status=401, times=None, message="Incorrect API key provided")
+        # some proxies and OpenAI-compatible servers echo the key in their error body
+        stub.inject("*", "/v1/files*", "status", status=401, times=None, message=f"Incorrect API key provided: {key}")
         failed = prepare(data=str(sample_pickle), out=str(tmp_path / "out2"),
                          split=SplitConfig(train_size=78, validation_size=11), return_state=True)
         assert failed.is_failed()
@@ -68,6 +69,29 @@ def test_key_is_nowhere_after_runs_with_faults(tmp_path, monkeypatch, prefect_se
     assert files_containing(Path(os.environ["PREFECT_HOME"]), needle) == []  # results, cache keys, storage
     assert files_containing(db, needle) == []  # the API server's database
     assert files_containing(tmp_path / "out", needle) == [] and (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_credentials_in_the_base_url_are_nowhere(tmp_path, monkeypatch, prefect_server, sample_pickle, capfd):
+    key = "sk-test-" + secrets.token_hex(20)
+    monkeypatch.chdir(tmp_path)
+    with StubOpenAI(api_key=key) as stub:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url.replace("http://", f"http://alice:{key}@"))
+        state = prepare(data=str(sample_pickle), out=str(tmp_path / "out"),
+                        split=SplitConfig(train_size=31, validation_size=10), return_state=True)
+        assert state.is_completed(), state.message
+        assert len(stub.files_for()) == 2
+    manifest = (tmp_path / "out" / "manifest.json").read_text()
+    assert "alice" not in manifest and f'"remote": "{stub.base_url}"' in manifest
+    texts = [str(state.message)]
+    with get_client(sync_client=True) as client:
+        run_id = state.state_details.flow_run_id
+        texts += [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+        texts += [str(a.data) for a in client.read_artifacts()] + [str(v.value) for v in client.read_variables()]
+    assert not [t for t in texts if key in t or "alice:" in t]
+    captured = capfd.readouterr()
+    assert key not in captured.out + captured.err
+    assert files_containing(Path(os.environ["PREFECT_HOME"]), key.encode()) == []
 
 
 def test_settings_never_print_or_pickle_the_key(monkeypatch):
