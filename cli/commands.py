@@ -12,6 +12,7 @@ from cli.main import command
 from flows.evaluate import evaluate as evaluate_flow
 from flows.finetune import fine_tune as fine_tune_flow
 from flows.prepare import prepare as prepare_flow
+from ftprep import server
 from ftprep.errors import InputError
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.redact import install_log_redaction
@@ -61,6 +62,7 @@ def _prepare(**options) -> int:
     _preflight(options["data"], options.get("validation_data"), options.get("template", "course"),
                options.get("out", "out"), options.get("model", DEFAULT_MODEL))
     _hide_expected_tracebacks()
+    server.ready()
     result = prepare_flow(**options)
     for f in result.files.files():
         remote = result.remote_file(f.role)
@@ -77,6 +79,7 @@ def _prepare(**options) -> int:
 
 def _fine_tune(**options) -> int:
     _hide_expected_tracebacks()
+    server.ready()
     result = fine_tune_flow(**options)
     print(f"job {result.job_id}: {result.status}; model {result.fine_tuned_model}; "
           f"{result.trained_tokens or 0:,} trained tokens{' (existing job reused)' if result.reused else ''}")
@@ -85,6 +88,7 @@ def _fine_tune(**options) -> int:
 
 def _evaluate(**options) -> int:
     _hide_expected_tracebacks()
+    server.ready()
     m = evaluate_flow(**options)
     out = options.get("out", "eval")
     print(f"{m.model} on {m.items} items: mean absolute error ${m.mae:,.2f}, RMSLE {m.rmsle:.3f}, "

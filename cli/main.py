@@ -37,6 +37,9 @@ for _name, _help in (
     app.command(f"cli.commands:{_name.replace('-', '_')}", name=_name, help=_help)
 
 
+FLOW_COMMANDS = {"prepare", "fine-tune", "evaluate"}
+
+
 def options_of(flow_fn: Callable[..., Any], flatten: Sequence[str] = (),
                rename: dict[str, str] | None = None) -> inspect.Signature:
     """The flow function's signature as keyword-only CLI options.
@@ -80,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] in FLOW_COMMANDS and not {"-h", "--help"} & set(argv):
+            from ftprep import server
+
+            server.start()  # boots while the flows are imported and the inputs checked
         code = app(argv)
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)
