@@ -7,7 +7,11 @@ bad options) print one line, ``error: ...``, and exit non-zero with no traceback
 from __future__ import annotations
 
 import inspect
+import logging
+import os
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
@@ -77,6 +81,28 @@ def _option(loc: tuple) -> str:
     return "--" + str(loc[-1]).replace("_", "-") if loc else "an option"
 
 
+INTERRUPTED = ("interrupted: stopped; requests in flight were cancelled (a file being uploaded may have been "
+               "stored: the next run reuses it or removes the duplicate; a fine-tuning job keeps running unless "
+               "--cancel-job-on-cancel said otherwise)")
+
+
+def _exit_now(code: int, line: str | None) -> None:
+    """Leave at once, without waiting for threads stuck in requests (their sockets close with the process)."""
+    if line:
+        print(line, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _on_interrupt(signum, frame) -> None:
+    """First Ctrl-C: stop within seconds with one line; a second Ctrl-C adds nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.disable(logging.CRITICAL)  # Prefect's crash report would print tracebacks; the run is marked anyway
+    threading.Timer(3.0, _exit_now, (130, INTERRUPTED)).start()  # if unwinding hangs (a thread in a request)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (0 ok, 1 validation failed, 2 expected error, 130 interrupted)."""
     from ftprep.redact import redact
@@ -106,10 +132,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(redact(f"error: {text}; see ftprep --help"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     return code if isinstance(code, int) else 0
 
 
+def run() -> None:
+    """The ``ftprep`` console entry point: :func:`main` with Ctrl-C handled as a terminal user expects."""
+    signal.signal(signal.SIGINT, _on_interrupt)
+    code = main()
+    if code == 130:
+        _exit_now(code, None)  # do not wait for threads still inside a request
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
