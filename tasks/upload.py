@@ -15,9 +15,9 @@ and logging. Each attempt:
    after the body was sent, a 5xx, a malformed response), **look again** (step 2) before failing the attempt:
    the server may have stored the file.
 4. **settle** (:func:`settle`): two runs that raced both created a copy. The canonical copy is the first in the
-   API's creation order; a run whose copy is not canonical deletes its own and returns the canonical one, so
-   racing runs converge on one file. Copies made since this upload started that are not canonical (a late
-   copy from an attempt whose outcome was unknown) are deleted too; older files are never touched.
+   API's creation order; every other copy of the same content (a racing run's, a late copy from an attempt
+   whose outcome was unknown, one an earlier run left behind) is deleted, unless a queued or running
+   fine-tuning job references it. A run that merely finds several copies settles them the same way.
 5. **wait** (:func:`wait_until_processed`) until the file is ``processed`` (polls back off from
    FTPREP_RETRY_BASE_SECONDS up to 15 s); ``error`` fails with the server's ``status_details``; more than
    FTPREP_PROCESSING_TIMEOUT seconds (600) fails and says how to wait longer. Then settle once more.
@@ -61,7 +61,6 @@ from ftprep.remote import (
 PURPOSE = "fine-tune"
 MIME_TYPE = "application/jsonl"
 GONE_STATUSES = {"error", "deleted", "deleting"}  # never reused
-DUPLICATE_SLACK_SECONDS = 60  # clock skew allowed when deciding which copies were made by this upload
 
 _log = logging.getLogger("ftprep.upload")
 
@@ -106,24 +105,35 @@ def _delete(client: OpenAI, file_id: str, logger: Any) -> bool:
     return True
 
 
-def settle(client: OpenAI, name: str, size: int, purpose: str, mine: Any, since: float, logger: Any = _log):
-    """Converge racing uploads on one file; return the canonical copy (``mine`` or an older one).
+def files_in_use(client: OpenAI) -> set[str]:
+    """Ids of the files that a queued or running fine-tuning job references (never deleted as duplicates)."""
+    try:
+        jobs = client.fine_tuning.jobs.list(limit=100)
+    except Exception:  # noqa: BLE001 - unknown: then treat every copy as in use
+        return {"*"}
+    return {f for job in jobs if job.status in ("validating_files", "queued", "running")
+            for f in (job.training_file, job.validation_file) if f}
 
-    ``mine`` is the copy this upload holds. The canonical copy is the first usable one in the API's creation
-    order; if it is not ``mine``, ``mine`` is deleted. Other non-canonical copies created since ``since``
-    (minus :data:`DUPLICATE_SLACK_SECONDS` of clock skew) are deleted as well: they were made by this upload or
-    by a run racing it, and neither hands them out.
+
+def settle(client: OpenAI, name: str, size: int, purpose: str, mine: Any, logger: Any = _log,
+           copies: list[Any] | None = None):
+    """Converge the remote copies of one content on one file; return the canonical copy.
+
+    The canonical copy is the first usable one in the API's creation order. Every other copy (this upload's own,
+    a racing run's, a late copy of a request whose outcome was unknown, or one left by an earlier run) is
+    deleted, unless a queued or running fine-tuning job references it.
     """
-    copies = find_copies(client, name, size, purpose)
-    if not any(f.id == mine.id for f in copies) and mine.status not in GONE_STATUSES:
+    copies = find_copies(client, name, size, purpose) if copies is None else copies
+    if mine is not None and not any(f.id == mine.id for f in copies) and mine.status not in GONE_STATUSES:
         copies.append(mine)  # not listed yet: it is the newest
-    if not copies:
-        return mine
-    canonical = copies[0]
+    if len(copies) < 2:
+        return copies[0] if copies else mine
+    canonical, in_use = copies[0], files_in_use(client)
     for f in copies[1:]:
-        if f.id == mine.id or f.created_at >= since - DUPLICATE_SLACK_SECONDS:
-            if _delete(client, f.id, logger):
-                logger.info("Deleted duplicate remote file %s (%s); %s is the copy kept", f.id, name, canonical.id)
+        if f.id in in_use or "*" in in_use:
+            logger.info("Kept duplicate remote file %s (%s): a fine-tuning job uses it", f.id, name)
+        elif _delete(client, f.id, logger):
+            logger.info("Deleted duplicate remote file %s (%s); %s is the copy kept", f.id, name, canonical.id)
     return canonical
 
 
@@ -225,7 +235,7 @@ def send_in_parts(client: OpenAI, path: str | Path, name: str, size: int, md5: s
 
 
 def upload_once(client: OpenAI, path: str | Path, sha256: str, purpose: str = PURPOSE, *,
-                 policy: RemotePolicy | None = None, logger: Any = _log, since: float | None = None):
+                 policy: RemotePolicy | None = None, logger: Any = _log):
     """(file object, reused?, sent?): the canonical remote copy of this content, sending it only if none exists.
 
     ``sent`` says whether a body was sent (a late duplicate may then still appear). Raises the SDK's error when
@@ -233,7 +243,6 @@ def upload_once(client: OpenAI, path: str | Path, sha256: str, purpose: str = PU
     content ``sha256``.
     """
     policy = policy or DEFAULT_POLICY
-    since = time.time() if since is None else since
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -246,8 +255,9 @@ def upload_once(client: OpenAI, path: str | Path, sha256: str, purpose: str = PU
         raise InputError(f"{path} changed since it was written (sha256 {actual[:12]}…, expected {sha256[:12]}…); "
                          "run prepare again to rewrite it")
 
-    existing = find_remote(client, name, size, purpose)
-    if existing is not None:
+    copies = find_copies(client, name, size, purpose)
+    if copies:
+        existing = settle(client, name, size, purpose, None, logger, copies) if len(copies) > 1 else copies[0]
         logger.info("Reused remote file %s (%s, %s bytes, status %s) for %s: same content already uploaded",
                     existing.id, existing.filename, f"{existing.bytes:,}", existing.status, path)
         return existing, True, False
@@ -275,7 +285,7 @@ def upload_once(client: OpenAI, path: str | Path, sha256: str, purpose: str = PU
 
     if created.status in GONE_STATUSES:
         return created, False, True  # processing failed at once: wait_until_processed reports it
-    canonical = settle(client, name, size, purpose, created, since, logger)
+    canonical = settle(client, name, size, purpose, created, logger)
     if canonical.id != created.id:
         logger.info("Reused remote file %s (%s): another run uploaded the same content at the same time",
                     canonical.id, name)
@@ -311,11 +321,10 @@ def upload_and_wait(client: OpenAI, path: str | Path, sha256: str, purpose: str 
                     policy: RemotePolicy | None = None, logger: Any = _log):
     """One attempt of a logical upload: :func:`upload_once`, :func:`wait_until_processed`, a final settle."""
     policy = policy or DEFAULT_POLICY
-    since = time.time()
-    file, reused, sent = upload_once(client, path, sha256, purpose, policy=policy, logger=logger, since=since)
+    file, reused, sent = upload_once(client, path, sha256, purpose, policy=policy, logger=logger)
     file = wait_until_processed(client, file, policy, path=path, logger=logger)
     if sent:  # a copy from a request whose outcome was unknown, or from a racing run, may show up late
-        canonical = settle(client, file.filename, file.bytes, purpose, file, since, logger)
+        canonical = settle(client, file.filename, file.bytes, purpose, file, logger)
         if canonical.id != file.id:  # an older copy showed up late: converge on it
             file, reused = wait_until_processed(client, canonical, policy, path=path, logger=logger), True
     return file, reused

@@ -15,7 +15,6 @@ from ftprep.remote import MalformedResponse, describe_error, is_transient, outco
 from ftprep.remote import RemotePolicy as UploadPolicy
 from ftprep.settings import FILES_CREATE_LIMIT, load_settings
 from tasks.upload import (
-    DUPLICATE_SLACK_SECONDS,
     find_remote,
     remote_name,
     settle,
@@ -134,18 +133,31 @@ def test_server_can_forbid_a_retry(client, openai_env):
     assert not is_transient(info.value)
 
 
-def test_settle_keeps_the_first_copy_and_never_touches_old_duplicates(client, openai_env, jsonl):
+def test_settle_keeps_the_first_copy_and_every_copy_a_job_uses(client, openai_env, jsonl):
+    # changed on purpose (issue 10): old duplicates are settled too, except one a queued or running job uses
     path, sha = jsonl
     name, data = remote_name(path, sha), path.read_bytes()
-    old = int(time.time()) - 3 * DUPLICATE_SLACK_SECONDS
+    old = int(time.time()) - 3600
     first = openai_env.seed_file(name, data, created_at=old)
-    old_dup = openai_env.seed_file(name, data, created_at=old + 1)  # an old duplicate: someone may use it
+    old_dup = openai_env.seed_file(name, data, created_at=old + 1)  # left behind by an earlier run
+    used_dup = openai_env.seed_file(name, data, created_at=old + 2)
+    client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=used_dup.id)
     new_dup = openai_env.seed_file(name, data)
     mine = client.files.create(file=(name, data), purpose="fine-tune")
-    kept = settle(client, name, len(data), "fine-tune", mine, since=time.time())
+    kept = settle(client, name, len(data), "fine-tune", mine)
     assert kept.id == first.id
-    assert {f.id for f in openai_env.files_for()} == {first.id, old_dup.id}  # mine and the new duplicate went
-    assert new_dup.id not in {f.id for f in openai_env.files_for()}
+    left = {f.id for f in openai_env.files_for()}
+    assert left == {first.id, used_dup.id}, (old_dup.id, new_dup.id, mine.id)
+
+
+def test_a_run_that_finds_several_copies_settles_them_to_one(client, openai_env, jsonl):
+    path, sha = jsonl
+    name, data = remote_name(path, sha), path.read_bytes()
+    first = openai_env.seed_file(name, data, created_at=int(time.time()) - 600)
+    openai_env.seed_file(name, data)  # a copy the server stored after an earlier run gave up
+    file, reused, sent = upload_once(client, str(path), sha)
+    assert (file.id, reused, sent) == (first.id, True, False)
+    assert [f.id for f in openai_env.files_for()] == [first.id]
 
 
 def test_a_changed_file_is_not_uploaded_under_its_old_hash(client, openai_env, jsonl):
