@@ -12,30 +12,9 @@ from cli.main import command
 from flows.evaluate import evaluate as evaluate_flow
 from flows.finetune import fine_tune as fine_tune_flow
 from flows.prepare import prepare as prepare_flow
-from ftprep import server
+from ftprep import logs, server
 from ftprep.errors import InputError
 from ftprep.openai_models import DEFAULT_MODEL
-from ftprep.redact import install_log_redaction
-
-
-def _hide_expected_tracebacks() -> None:
-    """Logs carry one line for an expected error (no traceback), and pass the redaction layer."""
-    import logging
-
-    from ftprep.errors import FtprepError
-
-    class _OneLine(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            exc = record.exc_info[1] if record.exc_info else None
-            if isinstance(exc, FtprepError):
-                record.exc_info, record.exc_text = None, None
-            return True
-
-    install_log_redaction()
-    flt = _OneLine()
-    for name in ("", "prefect"):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(flt)
 
 
 def _preflight(data: str, validation_data: str | None, template: str, out: str, model: str) -> None:
@@ -61,7 +40,7 @@ def _prepare(**options) -> int:
 
     _preflight(options["data"], options.get("validation_data"), options.get("template", "course"),
                options.get("out", "out"), options.get("model", DEFAULT_MODEL))
-    _hide_expected_tracebacks()
+    logs.install()
     server.ready()
     result = prepare_flow(**options)
     for f in result.files.files():
@@ -78,7 +57,7 @@ def _prepare(**options) -> int:
 
 
 def _fine_tune(**options) -> int:
-    _hide_expected_tracebacks()
+    logs.install()
     server.ready()
     result = fine_tune_flow(**options)
     print(f"job {result.job_id}: {result.status}; model {result.fine_tuned_model}; "
@@ -87,7 +66,7 @@ def _fine_tune(**options) -> int:
 
 
 def _evaluate(**options) -> int:
-    _hide_expected_tracebacks()
+    logs.install()
     server.ready()
     m = evaluate_flow(**options)
     out = options.get("out", "eval")
@@ -151,7 +130,7 @@ def serve(*names: str) -> int:
 
     from cli.deployments import runner_deployments
 
-    _hide_expected_tracebacks()
+    logs.install()
     deployments = runner_deployments(names=list(names) or None)
     print(f"serving {', '.join(d.name for d in deployments)}: trigger runs from the Prefect UI; Ctrl+C stops")
     prefect_serve(*deployments)

@@ -2,13 +2,12 @@
 
 It removes every secret the settings registered (the API key, URL passwords), any ``sk-…``-shaped token and
 the userinfo of any URL. Log records are redacted by :class:`RedactingFilter`, installed on the root and
-Prefect's handlers by :func:`install_log_redaction`; errors, results, manifests, Variables and artifacts are
+Prefect's handlers by :func:`ftprep.logs.install`; errors, results, manifests, Variables and artifacts are
 redacted where they are written, through this module.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from typing import Any
@@ -71,38 +70,3 @@ def strip_url_credentials(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-class RedactingFilter(logging.Filter):
-    """Redacts a log record's message, arguments and exception text in place (always lets it through)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string: keep what we have
-            message = str(record.msg)
-        clean = redact(message)
-        if clean != message or record.args:
-            record.msg, record.args = clean, None
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            if redact(str(exc)) != str(exc):
-                record.exc_info, record.exc_text = None, None
-                record.msg = f"{record.msg} ({type(exc).__name__}: {redact(str(exc))})"
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return True
-
-
-_FILTER = RedactingFilter()
-
-
-def install_log_redaction() -> None:
-    """Put the redacting filter on every handler of the root, ``prefect`` and ``ftprep`` loggers (idempotent)."""
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "ftprep"):
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
-        for handler in logger.handlers:
-            if _FILTER not in handler.filters:
-                handler.addFilter(_FILTER)

@@ -111,8 +111,9 @@ def load_settings(env_file: str | os.PathLike | None = None) -> Settings:
         raw = os.environ.get(name, first.get("input"))
         raise InputError(f"{name}={raw!r} is invalid ({first['msg'].lower()}); set it to a valid value or "
                          "unset it") from None
-    from ftprep.redact import install_log_redaction, register_secrets
+    from ftprep import logs
+    from ftprep.redact import register_secrets
 
     register_secrets(settings.secrets())  # from now on, no text leaves the process with one of them in it
-    install_log_redaction()
+    logs.install()
     return settings

@@ -381,7 +381,8 @@ def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
     pause_point("validate")
     report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model, price_per_1m=price_per_1m)
     for line in render_text(report).splitlines():
-        (logger.warning if line.startswith(("warning", "note")) else logger.info)(line)
+        level = "error" if line.startswith("error") else "warning" if line.startswith(("warning", "note")) else "info"
+        getattr(logger, level)(line)
     create_markdown_artifact(key=ARTIFACT_VALIDATION, markdown=render_markdown(report),
                              description="Validation report of the fine-tuning files")
     create_table_artifact(key=ARTIFACT_TOKEN_STATS, table=stats_table(report),

@@ -1,0 +1,92 @@
+"""What reaches a log: redacted, one line per expected error, one line per retry (filters on every handler)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+from ftprep.errors import FtprepError
+from ftprep.redact import redact
+
+# Prefect's own line for a failed attempt that will be retried: ftprep's retry condition already logged one
+# line with the reason and the wait (ftprep.remote.retry_if_transient).
+_PREFECT_RETRY = re.compile(r"^Task run failed with exception: .* - Retry \d+/\d+ will start")
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a log record's message, arguments and exception text in place (always lets it through)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string: keep what we have
+            message = str(record.msg)
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            if redact(str(exc)) != str(exc):
+                record.exc_info, record.exc_text = None, None
+                record.msg = f"{record.msg} ({type(exc).__name__}: {redact(str(exc))})"
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+class OneLineErrors(logging.Filter):
+    """An expected error (:class:`FtprepError`) is logged once, as one line, with no traceback.
+
+    The first record that carries it becomes ``<message>`` at ERROR level; later records of Prefect's that only
+    repeat it (the task's and the flow's "Encountered exception", "Finished in state Failed(...)") are dropped.
+    Prefect's own "Task run failed ... Retry N/M will start" lines are dropped too: ftprep's retry condition
+    logs one line per retry with its reason and wait.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "ftprep_one_line", False):
+            return True  # already decided (the same record meets this filter on its logger and its handlers)
+        record.ftprep_one_line = True
+        exc = record.exc_info[1] if record.exc_info else None
+        message = record.getMessage()
+        if record.name.startswith("prefect") and _PREFECT_RETRY.match(message):
+            return False
+        if isinstance(exc, FtprepError):
+            text = str(exc)
+            with self._lock:
+                if text in self._seen:
+                    return False
+                self._seen.add(text)
+            record.msg, record.args, record.exc_info, record.exc_text = text, None, None, None
+            record.levelno, record.levelname = logging.ERROR, "ERROR"
+            return True
+        if record.name.startswith("prefect") and self._seen:
+            with self._lock:
+                return not any(text in message for text in self._seen)
+        return True
+
+
+_FILTERS = (RedactingFilter(), OneLineErrors())
+_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "ftprep")
+
+
+def install() -> None:
+    """Put ftprep's filters on every handler of the root, Prefect's and ftprep's loggers (idempotent).
+
+    Called when settings load, i.e. at the start of every flow run, in the CLI, a worker's flow process or
+    ``serve``; handlers added later by Prefect are covered at the next call.
+    """
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        for flt in _FILTERS:
+            if flt not in logger.filters:
+                logger.addFilter(flt)
+            for handler in logger.handlers:
+                if flt not in handler.filters:
+                    handler.addFilter(flt)
