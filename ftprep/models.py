@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ftprep.openai_models import MIN_EXAMPLES
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -25,8 +27,10 @@ class DatasetRef(_Model):
 class SplitConfig(_Model):
     """How training and validation examples are taken from the data (the flow's ``split`` parameter)."""
 
-    train_size: int = Field(500, description="Training examples to write.")
-    validation_size: int = Field(50, description="Validation examples to write.")
+    train_size: int = Field(500, ge=MIN_EXAMPLES,
+                            description=f"Training examples to write (OpenAI needs at least {MIN_EXAMPLES}).")
+    validation_size: int = Field(50, ge=0, description=f"Validation examples to write: 0 (no validation file) or "
+                                                       f"at least {MIN_EXAMPLES}.")
     train_offset: int = Field(0, ge=0, description="Position of the first training record.")
     validation_offset: int | None = Field(
         None,
@@ -41,11 +45,10 @@ class SplitConfig(_Model):
     def _sizes(self) -> SplitConfig:
         from ftprep.errors import InputError
 
-        if self.train_size <= 0:
-            raise InputError(f"--train-size is {self.train_size}: give a positive number of examples")
-        if self.validation_size < 0:
+        if 0 < self.validation_size < MIN_EXAMPLES:
             raise InputError(
-                f"--validation-size is {self.validation_size}: give zero or a positive number of examples"
+                f"split.validation_size (--validation-size) is {self.validation_size}: OpenAI needs at least "
+                f"{MIN_EXAMPLES} examples in a validation file; give 0 (no validation file) or {MIN_EXAMPLES} or more"
             )
         return self
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from ftprep.errors import InputError
 from ftprep.models import DatasetRef, SplitConfig
+from ftprep.openai_models import MIN_EXAMPLES
 from tasks.split import plan_split, slice_indices
 
 
@@ -19,9 +21,9 @@ def test_reference_split_is_items_0_500_and_500_550():
 
 
 def test_offsets():
-    plan = plan_split(ref(100), SplitConfig(train_size=10, validation_size=5, train_offset=20, validation_offset=0))
+    plan = plan_split(ref(100), SplitConfig(train_size=10, validation_size=10, train_offset=20, validation_offset=0))
     assert list(slice_indices(plan.train)) == list(range(20, 30))
-    assert list(slice_indices(plan.validation)) == list(range(0, 5))
+    assert list(slice_indices(plan.validation)) == list(range(0, 10))
 
 
 def test_seeded_shuffle_is_deterministic_and_disjoint():
@@ -58,10 +60,19 @@ def test_requests_larger_than_data_or_overlapping(n, config, message):
         plan_split(ref(n), SplitConfig(**config))
 
 
-@pytest.mark.parametrize("field, value", [("train_size", 0), ("train_size", -5), ("validation_size", -1)])
-def test_zero_or_negative_sizes(field, value):
-    with pytest.raises(InputError, match=f"--{field.replace('_', '-')} is {value}"):
+@pytest.mark.parametrize("field, value", [("train_size", 0), ("train_size", 9), ("validation_size", -1)])
+def test_sizes_outside_the_schema_are_refused_by_the_model(field, value):
+    # changed on purpose (issue 12): the constraints are in the parameter schema, so the UI's form refuses them
+    with pytest.raises(ValidationError, match=field):
         SplitConfig(**{field: value})
+    schema = SplitConfig.model_json_schema()["properties"]
+    assert schema["train_size"]["minimum"] == MIN_EXAMPLES and schema["validation_size"]["minimum"] == 0
+
+
+@pytest.mark.parametrize("value", [1, 9])
+def test_a_validation_file_too_small_for_openai_is_refused_in_both_terms(value):
+    with pytest.raises(InputError, match=rf"split.validation_size \(--validation-size\) is {value}: .* at least 10"):
+        SplitConfig(validation_size=value)
 
 
 def test_separate_datasets_that_share_records_are_refused(tmp_path):
@@ -72,13 +83,14 @@ def test_separate_datasets_that_share_records_are_refused(tmp_path):
 
     train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
     train.write_text("".join(json.dumps({"title": f"t{i}", "price": i}) + "\n" for i in range(30)))
-    val.write_text("".join(json.dumps({"price": i, "title": f"t{i}"}) + "\n" for i in (100, 101, 7, 102)))
+    val.write_text("".join(json.dumps({"price": i, "title": f"t{i}"}) + "\n" for i in (100, 101, 7, *range(102, 109))))
     store = new_store()
     records_for = lambda ref: store.read(ref.path, ref.sha256)  # noqa: E731
-    plan = plan_split(describe(train, store)[0], SplitConfig(train_size=30, validation_size=4),
+    plan = plan_split(describe(train, store)[0], SplitConfig(train_size=30, validation_size=10),
                       describe(val, store)[0])
     with pytest.raises(InputError, match=r"val.jsonl shares 1 record with the training records of .*train.jsonl "
                                          r"\(e.g. validation record 2 = training record 7\)"):
         check_disjoint(plan, records_for)
-    ok = plan_split(describe(train)[0], SplitConfig(train_size=5, validation_size=2), describe(val)[0])
-    check_disjoint(ok, records_for)  # record 7 is not among the 5 training records
+    ok = plan_split(describe(train, store)[0], SplitConfig(train_size=10, train_offset=10, validation_size=10),
+                    describe(val, store)[0])
+    check_disjoint(ok, records_for)  # record 7 is not among training records 10..19

@@ -45,10 +45,10 @@ def listing(out) -> list[str]:
 
 
 def test_writes_both_files_with_hashes_and_counts(tmp_path):
-    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=5)
+    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=10)
     out = tmp_path / "out"
     files = write_split(plan, fmt, out, STORE)
-    assert files.train.examples == 20 and files.validation.examples == 5
+    assert files.train.examples == 20 and files.validation.examples == 10
     for f in files.files():
         data = open(f.path, "rb").read()
         assert f.bytes == len(data) and f.sha256 == hashlib.sha256(data).hexdigest()
@@ -66,7 +66,7 @@ def test_writes_both_files_with_hashes_and_counts(tmp_path):
 
 
 def test_files_follow_the_umask(tmp_path):
-    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=5)
+    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=10)
     old = os.umask(0o027)
     try:
         files = write_split(plan, fmt, tmp_path / "out", STORE)
@@ -80,14 +80,14 @@ def test_files_follow_the_umask(tmp_path):
 
 def test_a_bad_record_leaves_no_file_and_keeps_the_old_ones(tmp_path):
     out = tmp_path / "out"
-    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=5)
+    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=10)
     good = write_split(plan, fmt, out, STORE)
     committed(good, out)
     names = [*FILE_NAMES.values(), MANIFEST]
     before = {name: (out / name).read_bytes() for name in names}
     records = [item(i) for i in range(30)]
     records[22] = item(22, price=float("nan"))  # in the validation slice: training is already written by then
-    plan, fmt = course_plan(tmp_path, records, train_size=20, validation_size=5)
+    plan, fmt = course_plan(tmp_path, records, train_size=20, validation_size=10)
     with pytest.raises(TemplateError, match="record 22: field 'price' is nan"):
         write_split(plan, fmt, out, STORE)
     assert listing(out) == sorted(names)
@@ -98,10 +98,10 @@ def test_a_bad_record_leaves_no_file_and_keeps_the_old_ones(tmp_path):
 
 def test_a_written_but_uncommitted_pair_changes_nothing_and_is_cleaned_up(tmp_path):
     out = tmp_path / "out"
-    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=5)
+    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=10)
     committed(good := write_split(plan, fmt, out, STORE), out)
     before = {name: (out / name).read_bytes() for name in (*FILE_NAMES.values(), MANIFEST)}
-    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=10, validation_size=5)
+    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=10, validation_size=10)
     new = write_split(plan, fmt, out, STORE)  # e.g. validation then fails: never committed
     assert {name: (out / name).read_bytes() for name in before} == before
     outputs.release(Path(new.train.path).parent)  # as when its process ends
@@ -110,7 +110,7 @@ def test_a_written_but_uncommitted_pair_changes_nothing_and_is_cleaned_up(tmp_pa
 
 
 def test_output_folder_not_writable(tmp_path):
-    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=5)
+    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=10)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot be created"):
@@ -124,7 +124,7 @@ def test_output_folder_not_writable(tmp_path):
 
 def test_no_validation_removes_a_stale_validation_file(tmp_path):
     out = tmp_path / "out"
-    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=5)
+    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=10)
     plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=0)
     committed(write_split(plan, fmt, out, STORE), out)
     plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=0)
