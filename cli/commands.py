@@ -35,7 +35,14 @@ def _preflight(data: str, validation_data: str | None, template: str, out: str, 
         raise InputError(f"output folder {target} cannot be created: {existing} is a file; choose another --out")
 
 
-def _prepare(**options) -> int:
+def _print_json(result) -> int:
+    from ftprep.redact import redact
+
+    print(redact(result.model_dump_json(indent=2)))
+    return 0
+
+
+def _prepare(as_json: bool, **options) -> int:
     from tasks.validation_report import render_text
 
     _preflight(options["data"], options.get("validation_data"), options.get("template", "course"),
@@ -43,6 +50,8 @@ def _prepare(**options) -> int:
     logs.install()
     server.ready()
     result = prepare_flow(**options)
+    if as_json:
+        return _print_json(result)
     for f in result.files.files():
         remote = result.remote_file(f.role)
         where = f" -> {remote.id} ({'reused' if remote.reused else 'uploaded'})" if remote else ""
@@ -56,19 +65,23 @@ def _prepare(**options) -> int:
     return 0
 
 
-def _fine_tune(**options) -> int:
+def _fine_tune(as_json: bool, **options) -> int:
     logs.install()
     server.ready()
     result = fine_tune_flow(**options)
+    if as_json:
+        return _print_json(result)
     print(f"job {result.job_id}: {result.status}; model {result.fine_tuned_model}; "
           f"{result.trained_tokens or 0:,} trained tokens{' (existing job reused)' if result.reused else ''}")
     return 0
 
 
-def _evaluate(**options) -> int:
+def _evaluate(as_json: bool, **options) -> int:
     logs.install()
     server.ready()
     m = evaluate_flow(**options)
+    if as_json:
+        return _print_json(m)
     out = options.get("out", "eval")
     print(f"{m.model} on {m.items} items: mean absolute error ${m.mae:,.2f}, RMSLE {m.rmsle:.3f}, "
           f"hit rate {m.hit_rate:.1%} (within $40 or 20%), unparsed replies {m.unparsed}"

@@ -66,12 +66,16 @@ def options_of(flow_fn: Callable[..., Any], flatten: Sequence[str] = (),
 
 def command(flow_fn: Callable[..., Any], run: Callable[..., int], flatten: Sequence[str] = (),
             rename: dict[str, str] | None = None) -> Callable[..., int]:
-    """A CLI command with the flow's options that calls ``run(**options)``."""
+    """A CLI command with the flow's options, plus ``--json``, that calls ``run(as_json, **options)``."""
 
     def cmd(**options: Any) -> int:
-        return run(**options)
+        return run(options.pop("as_json", False), **options)
 
-    cmd.__signature__ = options_of(flow_fn, flatten, rename)  # type: ignore[attr-defined]
+    signature = options_of(flow_fn, flatten, rename)
+    as_json = inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                annotation=Annotated[bool, Parameter(name="--json", negative="",
+                                                                     help="Print the persisted result as JSON.")])
+    cmd.__signature__ = signature.replace(parameters=[*signature.parameters.values(), as_json])  # type: ignore
     cmd.__doc__ = flow_fn.__doc__
     cmd.__name__ = flow_fn.__name__
     return cmd

@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ftprep.openai_models import MIN_EXAMPLES
 
 
+def _version() -> str:
+    from ftprep import __version__
+
+    return __version__
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -135,6 +141,7 @@ class PrepareResult(_Model):
     validation: ValidationReport | None = None
     uploaded: tuple[RemoteFile, ...] = ()
     upload_skipped_reason: str | None = None
+    ftprep_version: str = Field(default_factory=_version)
 
     def remote_file(self, role: str) -> RemoteFile | None:
         return next((f for f in self.uploaded if f.role == role), None)
@@ -217,6 +224,7 @@ class FineTuneConfig(_Model):
 class FineTuneResult(_Model):
     """What a fine-tune run leaves: the job and the model it made (persisted as JSON)."""
 
+    ftprep_version: str = Field(default_factory=_version)
     job_id: str
     status: str
     model: str

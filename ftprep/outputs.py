@@ -102,7 +102,7 @@ def new_stage(out: Path) -> Path:
 
 
 def seal(stage: Path, digests: Iterable[str]) -> Path:
-    """Rename a complete stage to its content-addressed ``gen-`` folder, or reuse an identical one; in use."""
+    """Rename a complete stage to its content-addressed ``gen-`` folder (or refill an existing one); in use."""
     target = stage.parent / generation_name(digests)
     if not _use(target):  # new content: the stage becomes the generation
         try:
@@ -115,7 +115,12 @@ def seal(stage: Path, digests: Iterable[str]) -> Path:
                 fd = _held.pop(str(stage))  # the lock file moved with the folder: keep holding it
                 _held[str(target)] = fd
             return target
-    shutil.rmtree(stage, ignore_errors=True)  # the same content was sealed before: keep that one
+    # The same content was sealed before (a re-run, or a concurrent run): put this run's files in its place,
+    # one atomic rename each, so a generation whose files were edited by hand is repaired, not trusted.
+    for path in stage.iterdir():
+        if path.name != _LOCK:
+            os.replace(path, target / path.name)
+    shutil.rmtree(stage, ignore_errors=True)
     release(stage)
     return target
 

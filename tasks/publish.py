@@ -19,6 +19,7 @@ from ftprep import outputs
 from ftprep.models import PrepareResult
 from ftprep.names import ARTIFACT_FILES, DASHBOARD_FILE_URL, LATEST_FILES, artifact_openai_file
 from ftprep.redact import redact, redact_obj
+from tasks.validate import publish_report
 
 
 def files_table(result: PrepareResult) -> list[dict]:
@@ -65,6 +66,8 @@ def publish_result(result: PrepareResult, dashboard_links: bool = True) -> str:
     logger.info("Committed %s: the files and manifest of this run are now current", manifest)
     if removed := outputs.clean(Path(result.files.out_dir)):
         logger.info("Removed %s earlier output generation(s) no run uses", len(removed))
+    if result.validation is not None:
+        publish_report(result.validation)
     create_table_artifact(key=ARTIFACT_FILES, table=redact_obj(files_table(result)),
                           description=f"Fine-tuning files of this run (template {result.template!r})")
     for remote in result.uploaded if dashboard_links else ():  # links only where the files are OpenAI's

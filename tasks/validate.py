@@ -28,6 +28,7 @@ from ftprep.models import FileReport, Finding, TokenStats, ValidationReport, Wri
 from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION
 from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
 from ftprep.pause import pause_point
+from ftprep.redact import redact, redact_obj
 from ftprep.tokens import count_chat_tokens, text_counter
 from tasks import PIPELINE_CACHE
 from tasks.validation_report import render_markdown, render_text, stats_table, summary_line
@@ -370,23 +371,29 @@ def training_price(model: str, override: float | None = None) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- task
+def publish_report(report: ValidationReport) -> None:
+    """The report and its token statistics as artifacts (the validate task on failure; publish on every run,
+    so a cached re-run shows them too)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_markdown_artifact(key=ARTIFACT_VALIDATION, markdown=redact(render_markdown(report)),
+                             description="Validation report of the fine-tuning files")
+    create_table_artifact(key=ARTIFACT_TOKEN_STATS, table=redact_obj(stats_table(report)),
+                          description=f"Token statistics ({report.encoding})")
+
+
 @task(name="validate", cache_policy=PIPELINE_CACHE + TokenCounting(param="model"),
       persist_result=True)
 def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
                      price_per_1m: float | None = None) -> ValidationReport:
-    """Validate the written files; fail (before any upload) on errors, log warnings, publish the report."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
+    """Validate the written files; fail (before any upload) on errors, log warnings."""
     logger = get_run_logger()
     pause_point("validate")
     report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model, price_per_1m=price_per_1m)
     for line in render_text(report).splitlines():
         level = "error" if line.startswith("error") else "warning" if line.startswith(("warning", "note")) else "info"
         getattr(logger, level)(line)
-    create_markdown_artifact(key=ARTIFACT_VALIDATION, markdown=render_markdown(report),
-                             description="Validation report of the fine-tuning files")
-    create_table_artifact(key=ARTIFACT_TOKEN_STATS, table=stats_table(report),
-                          description=f"Token statistics ({report.encoding})")
     if not report.ok:
+        publish_report(report)
         raise ValidationFailed(summary_line(report))
     return report
