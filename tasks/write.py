@@ -25,6 +25,7 @@ from ftprep.errors import InputError
 from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
 from ftprep.names import ARTIFACT_WRITE_PROGRESS, FILE_NAMES
 from ftprep.pause import pause_point
+from ftprep.progress import bar
 from ftprep.records import RecordStore
 from tasks import PIPELINE_CACHE
 from tasks.format import Renderer, compile_template
@@ -164,15 +165,19 @@ def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordSto
                                         description=f"Formatting and writing {total:,} examples")
     last = [started]
 
-    def progress(role: str, done: int, role_total: int) -> None:
-        now = time.perf_counter()
-        if done == role_total or now - last[0] >= 5:  # a log line and an artifact update every 5 s at most
-            last[0] = now
-            overall = 100 * (offsets[role] + done) / total
-            logger.info("Writing %s examples: %s of %s (%.0f%% of all)", role, f"{done:,}", f"{role_total:,}", overall)
-            update_progress_artifact(artifact, overall)
+    with bar("writing examples", total) as show:
 
-    files = write_split(plan, fmt, Path(out_dir), store, progress)
+        def progress(role: str, done: int, role_total: int) -> None:
+            show(offsets[role] + done)
+            now = time.perf_counter()
+            if done == role_total or now - last[0] >= 5:  # a log line and an artifact update every 5 s at most
+                last[0] = now
+                overall = 100 * (offsets[role] + done) / total
+                logger.info("Writing %s examples: %s of %s (%.0f%% of all)", role, f"{done:,}", f"{role_total:,}",
+                            overall)
+                update_progress_artifact(artifact, overall)
+
+        files = write_split(plan, fmt, Path(out_dir), store, progress)
     update_progress_artifact(artifact, 100.0)
     for f in files.files():
         logger.info("Wrote %s: %s examples, %.1f MB, sha256 %s", f.path, f"{f.examples:,}", f.bytes / 1e6, f.sha256)
