@@ -7,6 +7,10 @@ LATEST_FILES = "ftprep_latest_files"  # file ids of the latest prepare run that 
 LATEST_JOB = "ftprep_latest_job"  # the latest fine-tuning job, whatever its outcome
 LATEST_MODEL = "ftprep_latest_model"  # the latest job that succeeded: what evaluate uses
 
+# Prefect global concurrency limits shared by every run on every worker (ftprep.remote.slot)
+OPENAI_CONCURRENCY_LIMIT = "ftprep-openai"  # OpenAI requests in flight at once (FTPREP_OPENAI_CONCURRENCY)
+OPENAI_RATE_LIMIT = "ftprep-openai-rpm"  # OpenAI requests per minute (FTPREP_OPENAI_RPM)
+
 # Artifact keys (stable, so the UI shows each one's history across runs)
 ARTIFACT_FILES = "ftprep-files"
 ARTIFACT_VALIDATION = "ftprep-validation"

@@ -49,8 +49,12 @@ class Settings(BaseSettings):
         FILES_CREATE_LIMIT, validation_alias=_env("FTPREP_UPLOAD_PART_THRESHOLD"))
     training_price_per_1m: Annotated[float, Field(ge=0)] | None = Field(
         None, validation_alias=_env("FTPREP_TRAINING_PRICE_PER_1M"))
+    openai_concurrency: Annotated[int, Field(ge=1)] | None = Field(
+        None, validation_alias=_env("FTPREP_OPENAI_CONCURRENCY"))
+    openai_rpm: Annotated[int, Field(ge=1)] | None = Field(None, validation_alias=_env("FTPREP_OPENAI_RPM"))
 
-    @field_validator("api_key", "base_url", "training_price_per_1m", mode="before")
+    @field_validator("api_key", "base_url", "training_price_per_1m", "openai_concurrency", "openai_rpm",
+                     mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         if isinstance(value, SecretStr):

@@ -56,6 +56,7 @@ from ftprep.remote import (
     is_transient,
     outcome_unknown,
     poll,
+    slot,
 )
 
 PURPOSE = "fine-tune"
@@ -263,10 +264,11 @@ def upload_once(client: OpenAI, path: str | Path, sha256: str, purpose: str = PU
         return existing, True, False
 
     try:
-        if parts:
-            created = send_in_parts(client, p, name, size, md5 or "", policy, purpose, logger)
-        else:
-            created = send_whole(client, p, name, purpose)
+        with slot(policy):
+            if parts:
+                created = send_in_parts(client, p, name, size, md5 or "", policy, purpose, logger)
+            else:
+                created = send_whole(client, p, name, purpose)
         if not isinstance(getattr(created, "id", None), str) or not created.id:
             raise MalformedResponse("the response to the upload names no file")
     except Exception as e:
