@@ -153,7 +153,9 @@ class RemotePolicy:
 
     ``retries``: Prefect retries after the first attempt (FTPREP_UPLOAD_RETRIES). ``backoff_seconds``: the
     first retry delay, doubling (FTPREP_RETRY_BASE_SECONDS). ``processing_timeout``: the longest wait for a
-    file to be processed or a job to start (FTPREP_PROCESSING_TIMEOUT). ``part_threshold``: files larger than
+    file to be processed (FTPREP_PROCESSING_TIMEOUT); ``job_timeout``: the longest wait for a fine-tuning job
+    to end (FTPREP_JOB_TIMEOUT); ``heartbeat_seconds``: the interval of the "still waiting" line while a wait
+    sees no change (FTPREP_HEARTBEAT_SECONDS). ``part_threshold``: files larger than
     this go through the Uploads API in ``part_size`` parts (FTPREP_UPLOAD_PART_THRESHOLD). ``part_attempts``:
     sends of one part within an upload attempt (each resend logged).
     """
@@ -163,6 +165,7 @@ class RemotePolicy:
     max_backoff_seconds: float = 300.0
     retry_after_cap: float = 60.0
     processing_timeout: float = 600.0
+    job_timeout: float = 24 * 3600.0
     max_poll_seconds: float = 15.0
     heartbeat_seconds: float = 60.0
     part_threshold: int = FILES_CREATE_LIMIT
@@ -182,7 +185,8 @@ class RemotePolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> RemotePolicy:
         return cls(retries=settings.upload_retries, backoff_seconds=settings.retry_base_seconds,
-                   processing_timeout=settings.processing_timeout_seconds,
+                   processing_timeout=settings.processing_timeout_seconds, job_timeout=settings.job_timeout_seconds,
+                   heartbeat_seconds=settings.heartbeat_seconds,
                    part_threshold=min(int(settings.upload_part_threshold), FILES_CREATE_LIMIT))
 
     def with_(self, **changes: Any) -> RemotePolicy:
