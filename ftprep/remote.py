@@ -270,20 +270,28 @@ def poll(fetch: Callable[[], T], done: Callable[[T], bool], *, what: str, timeou
     base = max(policy.backoff_seconds if base is None else base, 0.01)
     cap = max(policy.max_poll_seconds if cap is None else cap, base)
     started = time.monotonic()
-    deadline, heartbeat = started + timeout, started + policy.heartbeat_seconds
+    deadline, beat = started + timeout, max(policy.heartbeat_seconds, 0.01)
+    heartbeat = started + beat
     delay, wait_first = base, value is not None
+
+    def sleep_until(until: float) -> None:
+        """Sleep until ``until`` (monotonic), logging the heartbeat line whenever it falls due meanwhile."""
+        nonlocal heartbeat
+        while (now := time.monotonic()) < until:
+            if now >= heartbeat:
+                logger.info("Still waiting for %s: %s after %.0f s (gives up after %.0f s)", what,
+                            describe(value) if value is not None else "no answer yet", now - started, timeout)
+                heartbeat = now + beat
+            time.sleep(min(until, heartbeat) - now)
+
     while True:
         if value is not None and done(value):
             return value
         now = time.monotonic()
         if now >= deadline:
             raise TimeoutError(describe(value) if value is not None else "no answer")
-        if now >= heartbeat:
-            logger.info("Still waiting for %s: %s after %.0f s (gives up after %.0f s)", what,
-                        describe(value) if value is not None else "no answer yet", now - started, timeout)
-            heartbeat = now + policy.heartbeat_seconds
         if wait_first:
-            time.sleep(min(delay, max(deadline - now, 0.0)))
+            sleep_until(min(now + delay, deadline))
         wait_first = True
         try:
             new = fetch()
@@ -295,4 +303,6 @@ def poll(fetch: Callable[[], T], done: Callable[[T], bool], *, what: str, timeou
             continue
         same = value is not None and describe(value) == describe(new)
         delay = min(cap, delay * 2) if same else base
+        if not same:
+            heartbeat = time.monotonic() + beat  # the line is for waits where nothing changes
         value = new
