@@ -6,7 +6,6 @@ Run it with ``ftprep evaluate --data test.pkl`` or from the Prefect UI (deployme
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from prefect.variables import Variable
 
 from ftprep.client import make_client
 from ftprep.errors import InputError, RemoteError
@@ -14,6 +13,7 @@ from ftprep.models import EvalMetrics
 from ftprep.names import LATEST_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from ftprep.variables import latest_model
 from tasks.evaluate import metrics, parse_price, predict, report, test_items
 from tasks.format import resolve_template
 from tasks.load import load_dataset, new_store
@@ -42,7 +42,7 @@ def evaluate(
     """
     logger = get_run_logger()
     if model is None:
-        model = (Variable.get(LATEST_MODEL) or {}).get("fine_tuned_model")
+        model = latest_model()
         if not model:
             raise InputError(f"no fine-tuned model yet (Prefect Variable {LATEST_MODEL!r} is empty): run fine-tune "
                              "first, or pass --model")

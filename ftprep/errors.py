@@ -50,3 +50,9 @@ class ValidationFailed(FtprepError):
     """The written files have errors; nothing was uploaded."""
 
     exit_code = 1
+
+
+class Interrupted(FtprepError):
+    """The user pressed Ctrl-C; the message says what became of the work in flight (exit status 130)."""
+
+    exit_code = 130

@@ -234,7 +234,8 @@ class FineTuneResult(_Model):
     trained_tokens: int | None = None
     result_files: tuple[str, ...] = ()
     error: str | None = None
-    reused: bool = False
+    reused: bool = False  # the job was started by another run (or an earlier one) for the same inputs
+    started_by: str | None = None  # the flow run that created the job (from the job's metadata)
 
 
 class Answer(_Model):

@@ -6,6 +6,13 @@ from __future__ import annotations
 LATEST_FILES = "ftprep_latest_files"  # file ids of the latest prepare run that uploaded
 LATEST_JOB = "ftprep_latest_job"  # the latest fine-tuning job, whatever its outcome
 LATEST_MODEL = "ftprep_latest_model"  # the latest job that succeeded: what evaluate uses
+RUN_JOB_PREFIX = "ftprep-run-job-"  # + a fine-tune flow run's id: the job that run follows (removed when it ends)
+
+
+def run_job_variable(flow_run_id: object) -> str:
+    """The Variable that records which fine-tuning job one fine-tune flow run follows."""
+    return f"{RUN_JOB_PREFIX}{flow_run_id}"
+
 
 # Prefect global concurrency limits shared by every run on every worker (ftprep.remote.slot)
 OPENAI_CONCURRENCY_LIMIT = "ftprep-openai"  # OpenAI requests in flight at once (FTPREP_OPENAI_CONCURRENCY)

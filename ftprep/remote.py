@@ -155,7 +155,9 @@ class RemotePolicy:
 
     ``retries``: Prefect retries after the first attempt (FTPREP_UPLOAD_RETRIES). ``backoff_seconds``: the
     first retry delay, doubling (FTPREP_RETRY_BASE_SECONDS). ``processing_timeout``: the longest wait for a
-    file to be processed or a job to start (FTPREP_PROCESSING_TIMEOUT). ``part_threshold``: files larger than
+    file to be processed (FTPREP_PROCESSING_TIMEOUT); ``job_timeout``: the longest wait for a fine-tuning job
+    to end (FTPREP_JOB_TIMEOUT); ``heartbeat_seconds``: the interval of the "still waiting" line while a wait
+    sees no change (FTPREP_HEARTBEAT_SECONDS). ``part_threshold``: files larger than
     this go through the Uploads API in ``part_size`` parts (FTPREP_UPLOAD_PART_THRESHOLD). ``part_attempts``:
     sends of one part within an upload attempt (each resend logged).
     """
@@ -165,6 +167,7 @@ class RemotePolicy:
     max_backoff_seconds: float = 300.0
     retry_after_cap: float = 60.0
     processing_timeout: float = 600.0
+    job_timeout: float = 24 * 3600.0
     max_poll_seconds: float = 15.0
     heartbeat_seconds: float = 60.0
     part_threshold: int = FILES_CREATE_LIMIT
@@ -187,7 +190,8 @@ class RemotePolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> RemotePolicy:
         return cls(retries=settings.upload_retries, backoff_seconds=settings.retry_base_seconds,
-                   processing_timeout=settings.processing_timeout_seconds,
+                   processing_timeout=settings.processing_timeout_seconds, job_timeout=settings.job_timeout_seconds,
+                   heartbeat_seconds=settings.heartbeat_seconds,
                    concurrency=settings.openai_concurrency, rpm=settings.openai_rpm,
                    part_threshold=min(int(settings.upload_part_threshold), FILES_CREATE_LIMIT))
 
@@ -338,20 +342,28 @@ def poll(fetch: Callable[[], T], done: Callable[[T], bool], *, what: str, timeou
     base = max(policy.backoff_seconds if base is None else base, 0.01)
     cap = max(policy.max_poll_seconds if cap is None else cap, base)
     started = time.monotonic()
-    deadline, heartbeat = started + timeout, started + policy.heartbeat_seconds
+    deadline, beat = started + timeout, max(policy.heartbeat_seconds, 0.01)
+    heartbeat = started + beat
     delay, wait_first = base, value is not None
+
+    def sleep_until(until: float) -> None:
+        """Sleep until ``until`` (monotonic), logging the heartbeat line whenever it falls due meanwhile."""
+        nonlocal heartbeat
+        while (now := time.monotonic()) < until:
+            if now >= heartbeat:
+                logger.info("Still waiting for %s: %s after %.0f s (gives up after %.0f s)", what,
+                            describe(value) if value is not None else "no answer yet", now - started, timeout)
+                heartbeat = now + beat
+            time.sleep(min(until, heartbeat) - now)
+
     while True:
         if value is not None and done(value):
             return value
         now = time.monotonic()
         if now >= deadline:
             raise TimeoutError(describe(value) if value is not None else "no answer")
-        if now >= heartbeat:
-            logger.info("Still waiting for %s: %s after %.0f s (gives up after %.0f s)", what,
-                        describe(value) if value is not None else "no answer yet", now - started, timeout)
-            heartbeat = now + policy.heartbeat_seconds
         if wait_first:
-            time.sleep(min(delay, max(deadline - now, 0.0)))
+            sleep_until(min(now + delay, deadline))
         wait_first = True
         try:
             with slot(policy):
@@ -364,4 +376,6 @@ def poll(fetch: Callable[[], T], done: Callable[[T], bool], *, what: str, timeou
             continue
         same = value is not None and describe(value) == describe(new)
         delay = min(cap, delay * 2) if same else base
+        if not same:
+            heartbeat = time.monotonic() + beat  # the line is for waits where nothing changes
         value = new

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         2.0, validation_alias=_env("FTPREP_RETRY_BASE_SECONDS"))
     processing_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
         600.0, validation_alias=_env("FTPREP_PROCESSING_TIMEOUT"))
+    job_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        24 * 3600.0, validation_alias=_env("FTPREP_JOB_TIMEOUT"))
+    heartbeat_seconds: Annotated[float, Field(gt=0)] = Field(60.0, validation_alias=_env("FTPREP_HEARTBEAT_SECONDS"))
     upload_part_threshold: Annotated[int, Field(ge=0)] = Field(
         FILES_CREATE_LIMIT, validation_alias=_env("FTPREP_UPLOAD_PART_THRESHOLD"))
     training_price_per_1m: Annotated[float, Field(ge=0)] | None = Field(
@@ -61,8 +64,8 @@ class Settings(BaseSettings):
             value = value.get_secret_value()
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("timeout_seconds", "retry_base_seconds", "processing_timeout_seconds",
-                     "training_price_per_1m", mode="after")
+    @field_validator("timeout_seconds", "retry_base_seconds", "processing_timeout_seconds", "job_timeout_seconds",
+                     "heartbeat_seconds", "training_price_per_1m", mode="after")
     @classmethod
     def _finite(cls, value):
         if value is not None and not math.isfinite(value):

@@ -49,6 +49,8 @@ def variable_value(result: PrepareResult) -> dict:
         value[f"{f.role}_file_id"] = f.id
         value[f"{f.role}_sha256"] = f.sha256
         value[f"{f.role}_examples"] = f.examples
+    if result.validation is not None and result.validation.billable_tokens is not None:
+        value["train_billable_tokens"] = result.validation.billable_tokens  # per epoch: fine-tune's --max-cost
     return value
 
 

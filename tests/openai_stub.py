@@ -1322,6 +1322,18 @@ class StubOpenAI:
                 self._advance_job(job)
             return job.as_dict()
 
+    def continue_job(self, job_id: str, *statuses: str) -> None:
+        """Append ``statuses`` to a job's script (say, "succeeded" to a job left "running"): the next retrieves
+        move it on.  The job's current status must not be terminal."""
+        bad = [s for s in statuses if s not in JOB_STATUSES]
+        if bad or not statuses:
+            raise ValueError(f"unknown job statuses {bad}; expected some of {JOB_STATUSES}")
+        with self._lock:
+            job = self._jobs[job_id]
+            if job.status in _JOB_TERMINAL:
+                raise ValueError(f"job {job_id} is already {job.status}")
+            job.script = job.script[: job.step + 1] + list(statuses)
+
     @property
     def fine_tuned_models(self) -> list[str]:
         """Names of the models made by succeeded jobs, oldest first."""

@@ -104,3 +104,71 @@ def test_cancelling_a_fine_tune_run_cancels_its_job(tmp_path, server_env, openai
         wait_until(cancelled, 90, f"the run and its job to be cancelled\n{tail(worker_log)}", interval=1)
     job_id = openai_stub.jobs[0]["id"]
     assert openai_stub.count("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel", exact=True) == 1
+
+
+def test_cancelling_one_of_two_runs_cancels_exactly_its_job(tmp_path, server_env, openai_stub):
+    """Runs A and B follow their own jobs; C reuses B's. Cancelling A cancels A's job only; cancelling C leaves
+    B's job (shared, said in one line); cancelling B then cancels it. No run's record is left behind."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Cancelling
+
+    env = server_env
+    prefect(env, "work-pool", "create", "ftprep-process", "--type", "process")
+    prefect(env, "--no-prompt", "deploy", "--all")
+    a_file = openai_stub.seed_file("a.jsonl", b'{"messages": []}\n' * 10)
+    b_file = openai_stub.seed_file("b.jsonl", b'{"messages": []}\n' * 11)
+    openai_stub.job_script = ("validating_files", "queued", "running")  # jobs run until cancelled
+
+    worker_log = tmp_path / "worker.log"
+    with worker(env, worker_log, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url), \
+            temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("fine-tune/fine-tune-latest")
+
+        def run(file_id):
+            return client.create_flow_run_from_deployment(
+                deployment.id, parameters={"training_file": file_id, "poll_seconds": 0.2}).id
+
+        def job_of(file_id):
+            return next((j for j in openai_stub.jobs if j["training_file"] == file_id), None)
+
+        def status(file_id):
+            return (job_of(file_id) or {}).get("status")
+
+        run_a, run_b = run(a_file.id), run(b_file.id)
+        wait_until(lambda: status(a_file.id) == status(b_file.id) == "running", 180,
+                   f"both jobs to run\n{tail(worker_log)}")
+        run_c = run(b_file.id)
+        wait_until(lambda: client.read_variable_by_name(f"ftprep-run-job-{run_c}"), 120,
+                   f"run C to follow B's job\n{tail(worker_log)}")
+        assert len(openai_stub.jobs) == 2  # C reused B's job
+
+        def cancel_and_wait(flow_run_id, what):
+            client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
+            wait_until(lambda: client.read_flow_run(flow_run_id).state.is_cancelled(), 90,
+                       f"{what} to be cancelled\n{tail(worker_log)}", interval=1)
+
+        def hook_line(flow_run_id):
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            return next((log.message for log in logs if log.message.startswith("flow run cancelled")), None)
+
+        cancel_and_wait(run_a, "run A")
+        wait_until(lambda: status(a_file.id) == "cancelled", 60, "A's job to be cancelled")
+        assert status(b_file.id) == "running"
+
+        cancel_and_wait(run_c, "run C")
+        line = wait_until(lambda: hook_line(run_c), 60, "run C's hook line")
+        b_job = job_of(b_file.id)["id"]
+        assert line == (f"flow run cancelled: fine-tuning job {b_job} keeps running, not cancelled: it is shared "
+                        f"with flow run {run_b}, which follows it too; cancel that run as well to stop the job")
+        assert status(b_file.id) == "running"
+
+        cancel_and_wait(run_b, "run B")
+        wait_until(lambda: status(b_file.id) == "cancelled", 60, "B's job to be cancelled once C stopped")
+        assert wait_until(lambda: hook_line(run_b), 60, "run B's hook line") == (
+            f"flow run cancelled: cancelled fine-tuning job {b_job} (now cancelled)")
+        assert all(client.read_variable_by_name(f"ftprep-run-job-{r}") is None for r in (run_a, run_b, run_c))
+    for file_id in (a_file.id, b_file.id):
+        job_id = job_of(file_id)["id"]
+        assert openai_stub.count("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel", exact=True) == 1

@@ -1,0 +1,61 @@
+"""Reading the Prefect Variables one flow leaves for the next: a value of the wrong shape is a one-line error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftprep.errors import InputError
+from ftprep.names import LATEST_FILES, LATEST_MODEL
+
+_FIX = {
+    LATEST_FILES: f"delete it (prefect variable unset {LATEST_FILES}) and run prepare again, or pass --training-file",
+    LATEST_MODEL: f"delete it (prefect variable unset {LATEST_MODEL}) and run fine-tune again, or pass --model",
+}
+_WRITER = {LATEST_FILES: "prepare", LATEST_MODEL: "fine-tune"}
+_TEXT_FIELDS = {LATEST_FILES: ("remote", "template", "train_file_id", "validation_file_id"),
+                LATEST_MODEL: ("job_id", "fine_tuned_model")}
+_COUNT_FIELDS = ("train_examples", "validation_examples", "train_billable_tokens")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _malformed(name: str, what: str) -> InputError:
+    return InputError(f"Prefect Variable {name!r} {what}, not what {_WRITER[name]} writes; {_FIX[name]}")
+
+
+def read_record(name: str) -> dict[str, Any]:
+    """The JSON object in Variable ``name`` ({} when unset); InputError naming it when it is anything else."""
+    from prefect.variables import Variable
+
+    value = Variable.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _malformed(name, f"holds a {type(value).__name__} ({_shown(value)})")
+    for key in _TEXT_FIELDS.get(name, ()):
+        if value.get(key) is not None and not isinstance(value[key], str):
+            raise _malformed(name, f"has {key} = {_shown(value[key])}")
+    for key in _COUNT_FIELDS if name == LATEST_FILES else ():
+        count = value.get(key)
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+            raise _malformed(name, f"has {key} = {_shown(count)}")
+    return value
+
+
+def latest_files() -> dict[str, Any]:
+    """What the latest prepare run uploaded (file ids, remote, counts), or {} when nothing was."""
+    return read_record(LATEST_FILES)
+
+
+def latest_model() -> str | None:
+    """The model of the latest successful fine-tuning job, or None when there is none yet."""
+    record = read_record(LATEST_MODEL)
+    if not record:
+        return None
+    model = record.get("fine_tuned_model")
+    if not isinstance(model, str) or not model.strip():
+        raise _malformed(LATEST_MODEL, "has no fine_tuned_model")
+    return model
