@@ -103,7 +103,9 @@ def _on_interrupt(signum, frame) -> None:
     """First Ctrl-C: stop within seconds with one line; a second Ctrl-C adds nothing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.disable(logging.CRITICAL)  # Prefect's crash report would print tracebacks; the run is marked anyway
-    threading.Timer(3.0, _exit_now, (130, INTERRUPTED)).start()  # if unwinding hangs (a thread in a request)
+    timer = threading.Timer(4.5, _exit_now, (130, INTERRUPTED))  # if unwinding hangs (a thread in a request)
+    timer.daemon = True
+    timer.start()
     raise KeyboardInterrupt
 
 
