@@ -6,8 +6,8 @@ course's tester colours an estimate green), :func:`score` (a model's metrics wit
 latency) and :func:`training_mean` (the baseline's constant estimate). Tasks: :func:`ask` is one chat call,
 cached by content (endpoint, model, messages, generation parameters) in Prefect's result storage as soon as it
 is answered, so an answer already paid for is never requested again, with the remote policy's retries;
-:func:`predict` runs one ``ask`` per item, ``concurrency`` at a time; :func:`latest_job` and :func:`baseline`
-find what the models were fine-tuned from.
+:func:`predict` (called by the flow) runs one ``ask`` per item, ``concurrency`` at a time; :func:`latest_job`
+and :func:`baseline` find what the models were fine-tuned from.
 """
 
 from __future__ import annotations
@@ -209,10 +209,13 @@ def _outcome(future: Any) -> tuple[Answer | None, BaseException | None]:
     return None, exc if isinstance(exc, BaseException) else RemoteError(state.message or state.name)
 
 
-@task(name="predict", task_run_name="predict-{model}", cache_policy=NO_CACHE)
 def predict(client: OpenAI, endpoint: str, model: str, conversations: list[list[dict[str, str]]],
             concurrency: int = 8, policy: RemotePolicy = DEFAULT_POLICY) -> Predictions:
     """One :func:`ask` per conversation, ``concurrency`` at a time; None for an item that failed for good.
+
+    Deliberately not a task, but called by the flow: a task run inside another task joins that task's
+    transaction, and Prefect writes its cache record only when the outer task ends, so a killed run would lose
+    every answer. Called from the flow, each ``ask`` writes its answer the moment it completes.
 
     The first item is asked alone: when the server refuses the model itself (unknown model, no access), the
     other items are not sent and the model's row carries the server's message.
