@@ -49,7 +49,7 @@ def evaluate(
         concurrency: Calls in flight at once.
     """
     logger = get_run_logger()
-    job = latest_job()
+    job = latest_job(required=not models)
     if not models:
         if job is None:
             raise InputError(f"no fine-tuned model yet (Prefect Variable {LATEST_MODEL!r} is empty): run fine-tune "

@@ -253,8 +253,11 @@ def predict(client: OpenAI, endpoint: str, model: str, conversations: list[list[
 
 
 @task(name="latest-job", cache_policy=NO_CACHE)
-def latest_job() -> dict[str, Any] | None:
-    """The latest successful fine-tuning job (Prefect Variable ftprep_latest_model), or None when there is none."""
+def latest_job(required: bool = True) -> dict[str, Any] | None:
+    """The latest successful fine-tuning job (Prefect Variable ftprep_latest_model), or None when there is none.
+
+    A Variable that holds no job is an error when the models come from it (``required``), else a warning.
+    """
     from prefect.variables import Variable
 
     job = Variable.get(LATEST_MODEL)
@@ -262,8 +265,13 @@ def latest_job() -> dict[str, Any] | None:
         return None
     fields = ("fine_tuned_model", "model")
     if not isinstance(job, dict) or not all(isinstance(job.get(f), str) and job[f] for f in fields):
-        raise InputError(f"Prefect Variable {LATEST_MODEL!r} does not hold a fine-tuning job with "
-                         f"{' and '.join(fields)}: run ftprep fine-tune to set it, or unset it and pass --model")
+        problem = (f"Prefect Variable {LATEST_MODEL!r} does not hold a fine-tuning job with {' and '.join(fields)}: "
+                   "run ftprep fine-tune to set it, or unset it (prefect variable unset "
+                   f"{LATEST_MODEL}) and pass --model")
+        if required:
+            raise InputError(problem)
+        get_run_logger().warning("%s; comparing the models given, with no baseline", problem)
+        return None
     return job
 
 

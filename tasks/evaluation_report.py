@@ -108,7 +108,8 @@ def _short(name: str, width: int = 34) -> str:
 def comparison_chart(path: Path, rows: Sequence[EvalMetrics],
                      panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]], subtitle: str) -> Path:
     """Bars of MAE and hit rate per row beside a grid of truth-vs-estimate scatter plots (one per panel: label,
-    truths, estimates), green for hits, orange within $80 or 40%, red beyond."""
+    truths, estimates), green for hits, orange within $80 or 40%, red beyond; estimates beyond the truths' range
+    are drawn at the top edge."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,13 +132,14 @@ def comparison_chart(path: Path, rows: Sequence[EvalMetrics],
         ax.set_xlabel(label)
         for y, v in enumerate(values):
             ax.text(v, y, " " + fmt.format(v), va="center", fontsize=8)
-        ax.set_xlim(0, max([*values, 1.0]) * 1.35)
+        ax.set_xlim(0, 118 if label.startswith("hit") else max([*values, 1.0]) * 1.35)
     for k, (label, truths, estimates) in enumerate(panels):
         ax = fig.add_subplot(grid[k // cols, 1 + k % cols])
         guesses = [e if e is not None else 0.0 for e in estimates]
-        top = max([*truths, *guesses, 1.0])
+        top = max([*truths, 1.0]) * 1.25  # the truths' range: a wild estimate is drawn at the top edge
         ax.plot([0, top], [0, top], color="deepskyblue", lw=1.2, alpha=0.6)
-        ax.scatter(truths, guesses, s=5, c=[band(t, g) for t, g in zip(truths, guesses, strict=True)])
+        ax.scatter(truths, [min(g, top) for g in guesses], s=5,
+                   c=[band(t, g) for t, g in zip(truths, guesses, strict=True)])
         ax.set(xlim=(0, top), ylim=(0, top), xlabel="truth ($)", ylabel="estimate ($)")
         ax.set_title(_short(label, 44), fontsize=9)
         ax.tick_params(labelsize=7)

@@ -75,6 +75,26 @@ def test_negative_or_boolean_test_prices_are_refused(tmp_path, openai_env, bad, 
     assert openai_env.chat_count() == 0
 
 
+def test_a_malformed_latest_model_variable_is_one_line(tmp_path, openai_env):
+    from prefect.variables import Variable
+
+    saved = Variable.get("ftprep_latest_model")
+    Variable.set("ftprep_latest_model", "ft:gpt-4o-mini:just-a-name", overwrite=True)
+    try:
+        data = items(tmp_path / "test.jsonl")
+        state = evaluate(data=data, out=str(tmp_path / "eval"), n=4, return_state=True)
+        assert state.is_failed() and "Prefect Variable 'ftprep_latest_model' does not hold a fine-tuning job" in (
+            state.message) and "\n" not in state.message
+        # with the models given, the Variable only decides the baseline: compared, with a warning
+        given = evaluate(data=data, out=str(tmp_path / "eval"), models=["gpt-4o-mini"], n=4)
+        assert [r.model for r in given.rows] == ["gpt-4o-mini"] and "baseline left out" in given.baseline
+    finally:
+        if saved is None:
+            Variable.unset("ftprep_latest_model")
+        else:
+            Variable.set("ftprep_latest_model", saved, overwrite=True)
+
+
 # ----------------------------------------------------------------------------------- through the command
 def cli(env: dict[str, str], cwd: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([FTPREP, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180, **kw)
