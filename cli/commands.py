@@ -77,22 +77,24 @@ def _fine_tune(as_json: bool, **options) -> int:
 
 
 def _evaluate(as_json: bool, **options) -> int:
+    from ftprep.names import COMPARISON, COMPARISON_CHART
+    from tasks.evaluation_report import render_text
+
     logs.install()
     server.ready()
-    m = evaluate_flow(**options)
+    comparison = evaluate_flow(**options)
     if as_json:
-        return _print_json(m)
+        return _print_json(comparison)
     out = options.get("out", "eval")
-    print(f"{m.model} on {m.items} items: mean absolute error ${m.mae:,.2f}, RMSLE {m.rmsle:.3f}, "
-          f"hit rate {m.hit_rate:.1%} (within $40 or 20%), unparsed replies {m.unparsed}"
-          + (f", failed items {m.failed}" if m.failed else ""))
-    print(f"wrote {os.path.join(out, 'metrics.json')} and {os.path.join(out, 'chart.png')}")
+    print(f"{comparison.items} items of {comparison.data}; {comparison.baseline}")
+    print(render_text(comparison))
+    print(f"wrote {os.path.join(out, COMPARISON)} and {os.path.join(out, COMPARISON_CHART)}")
     return 0
 
 
 prepare = command(prepare_flow.fn, _prepare, flatten=["split"])
 fine_tune = command(fine_tune_flow.fn, _fine_tune, flatten=["job"])
-evaluate = command(evaluate_flow.fn, _evaluate)
+evaluate = command(evaluate_flow.fn, _evaluate, rename={"models": "--model"})
 
 
 def validate(
@@ -140,11 +142,17 @@ def serve(*names: str) -> int:
         names: Deployment names to serve (default: all).
     """
     from prefect import serve as prefect_serve
+    from prefect.settings import PREFECT_API_URL
 
     from cli.deployments import runner_deployments
 
+    if not PREFECT_API_URL.value():
+        raise InputError("PREFECT_API_URL is not set, so ftprep serve would serve on a temporary Prefect server that "
+                         "disappears with it (no UI to trigger runs from); start one with `prefect server start` and "
+                         "export PREFECT_API_URL=http://127.0.0.1:4200/api")
     logs.install()
     deployments = runner_deployments(names=list(names) or None)
-    print(f"serving {', '.join(d.name for d in deployments)}: trigger runs from the Prefect UI; Ctrl+C stops")
+    print(f"serving {', '.join(d.name for d in deployments)} on {PREFECT_API_URL.value()}: trigger runs from the "
+          "Prefect UI; Ctrl+C stops")
     prefect_serve(*deployments)
     return 0

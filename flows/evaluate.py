@@ -1,20 +1,26 @@
-"""The evaluate flow: ask a model for the prices of test items and measure how close it gets.
+"""The evaluate flow: did fine-tuning pay off? Several models and a no-API baseline on the same test items.
 
-Run it with ``ftprep evaluate --data test.pkl`` or from the Prefect UI (deployment ``evaluate-latest``).
+Run it with ``ftprep evaluate --data test.pkl`` (the latest fine-tuned model and its base) or
+``ftprep evaluate --data test.pkl --model A --model B``, or from the Prefect UI (deployment ``evaluate-latest``).
+Every answer is kept in Prefect's result storage under its content, so a rerun, a retry or a comparison with one
+more model asks only what was never answered.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger
 
 from ftprep.client import make_client
-from ftprep.errors import InputError, RemoteError
-from ftprep.models import EvalMetrics
+from ftprep.errors import InputError
+from ftprep.models import Comparison
 from ftprep.names import LATEST_MODEL
+from ftprep.openai_models import INFERENCE_PRICES_AS_OF
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
-from ftprep.variables import latest_model
-from tasks.evaluate import metrics, parse_price, predict, report, test_items
+from tasks.evaluate import baseline, baseline_metrics, estimates_of, job_models, latest_job, predict, score, test_items
+from tasks.evaluation_report import report
 from tasks.format import resolve_template
 from tasks.load import load_dataset, new_store
 
@@ -23,40 +29,63 @@ from tasks.load import load_dataset, new_store
 def evaluate(
     data: str,
     out: str = "eval",
-    model: str | None = None,
+    models: list[str] | None = None,
     n: int = 250,
     sample_seed: int | None = None,
     template: str = "course",
     concurrency: int = 8,
-) -> EvalMetrics:
-    """Evaluate a model on the first ``n`` test items (or a seeded sample) and write metrics.json and chart.png.
+) -> Comparison:
+    """Compare models (and a no-API baseline) on the first ``n`` test items (or a seeded sample); write
+    comparison.json and comparison.png.
 
     Args:
         data: Test dataset (.pkl, .csv, .jsonl or .parquet) with prices.
-        out: Folder for metrics.json and chart.png.
-        model: Model to evaluate; default: the latest fine-tuned model (Prefect Variable ftprep_latest_model).
+        out: Folder for comparison.json and comparison.png.
+        models: Models to compare (repeat --model); default: the latest fine-tuned model and its base model
+            (Prefect Variable ftprep_latest_model).
         n: How many items.
         sample_seed: Evaluate a seeded random sample of n items instead of the first n.
-        template: The template the model was trained with (its messages minus the answer are sent).
+        template: The template the models were trained with (its messages minus the answer are sent).
         concurrency: Calls in flight at once.
     """
     logger = get_run_logger()
-    if model is None:
-        model = latest_model()
-        if not model:
+    job = latest_job(required=not models)
+    if not models:
+        if job is None:
             raise InputError(f"no fine-tuned model yet (Prefect Variable {LATEST_MODEL!r} is empty): run fine-tune "
                              "first, or pass --model")
-        logger.info("Evaluating the latest fine-tuned model %s", model)
+        models = job_models(job)
+        logger.info("Comparing the latest fine-tuned model %s with its base model %s", *models)
+    models = list(dict.fromkeys(models))  # each model once, in the order given
     settings = load_settings()
     client, policy, store = make_client(settings), RemotePolicy.from_settings(settings), new_store()
+    data = str(Path(data).resolve())
     conversations, truths = test_items(load_dataset(data, store), resolve_template(template), n, sample_seed, store)
-    answers = predict(client, settings.remote, model, conversations, concurrency, policy=policy)
-    answered = [(t, parse_price(a.text)) for t, a in zip(truths, answers, strict=True) if a is not None]
-    if not answered:
-        raise RemoteError(f"no item of {data} got an answer from {model}; see the warnings above")
-    result = metrics(model, [t for t, _ in answered], [e for _, e in answered])
-    result = result.model_copy(update={"failed": len(answers) - len(answered)})
-    logger.info("%s on %s items: MAE $%.2f, RMSLE %.3f, hit rate %.1f%%", model, result.items, result.mae,
-                result.rmsle, 100 * result.hit_rate)
-    report(result, [t for t, _ in answered], [e for _, e in answered], out)
-    return result
+
+    # the baseline needs the job the models came from: its training file leads to the training prices
+    from_job = job if job is not None and job["fine_tuned_model"] in models else None
+    mean, note = (baseline(from_job["training_file"]) if from_job and from_job.get("training_file") else
+                  (None, "baseline left out: no model in the comparison came from a known fine-tuning job (the "
+                         f"latest one, in Prefect Variable {LATEST_MODEL!r}, made "
+                         f"{job['fine_tuned_model'] if job else 'none yet'})"))
+    logger.info(note)
+
+    rows, panels = [], []
+    for model in models:
+        predictions = predict(client, settings.remote, model, conversations, concurrency, policy=policy)
+        row = score(truths, predictions)
+        rows.append(row)
+        if row.items:
+            answered = [t for t, a in zip(truths, predictions.answers, strict=True) if a is not None]
+            panels.append((model, answered, estimates_of(predictions)))
+        logger.info("%s: %s", model, f"MAE ${row.mae:,.2f}, hit rate {row.hit_rate:.1%} on {row.items} items"
+                    if row.items else f"no answer ({row.error})")
+    if mean is not None:
+        rows.append(baseline_metrics("baseline: training mean", mean, truths))
+        panels.append(("baseline: training mean", truths, [mean] * len(truths)))
+
+    comparison = Comparison(data=data, items=len(truths), sample_seed=sample_seed, rows=tuple(rows),
+                            job_id=from_job.get("job_id") if from_job else None, baseline=note,
+                            prices_as_of=INFERENCE_PRICES_AS_OF)
+    report(comparison, panels, out, f"{len(truths)} items of {Path(data).name}; answers from {settings.remote}")
+    return comparison

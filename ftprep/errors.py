@@ -37,6 +37,10 @@ class RemoteError(FtprepError):
     """The OpenAI API (or a compatible server) refused or failed a request, for good."""
 
 
+class ModelUnavailable(RemoteError):
+    """The server refused the model itself (it does not exist, or the key may not use it): no call can succeed."""
+
+
 class TransientRemoteError(RemoteError):
     """An attempt failed for a reason worth another attempt (the task's Prefect retries take it)."""
 

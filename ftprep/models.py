@@ -247,13 +247,40 @@ class Answer(_Model):
     completion_tokens: int = 0
 
 
-class EvalMetrics(_Model):
-    """How close a model's prices are to the truth on a fixed set of items."""
+class Predictions(_Model):
+    """One model's answers to the test items, in item order: None for an item that failed for good."""
 
     model: str
-    items: int
-    mae: float  # mean absolute error, dollars
-    rmsle: float  # root mean squared log error
-    hit_rate: float  # share within $40 or 20% of the truth
-    unparsed: int  # replies with no number in them (counted as $0, as the course does)
+    answers: tuple[Answer | None, ...]
+    errors: tuple[str | None, ...]  # the failure of each unanswered item (the server's message)
+    refused: str | None = None  # the model itself was refused (unknown model, no access): no item was asked more
+
+
+class EvalMetrics(_Model):
+    """How close one model's (or the baseline's) prices are to the truth on a fixed set of items."""
+
+    model: str
+    kind: str = "model"  # "model", or "baseline" (no API call: a constant estimate)
+    items: int  # items scored (answered)
+    mae: float | None = None  # mean absolute error, dollars (None when no item was answered)
+    rmsle: float | None = None  # root mean squared log error
+    hit_rate: float | None = None  # share within $40 or 20% of the truth
+    unparsed: int = 0  # replies with no number in them (counted as $0, as the course does)
     failed: int = 0  # items with no answer (failed for good): left out of the metrics
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None  # from the dated price table; None when the table does not know the model
+    median_latency_seconds: float | None = None
+    error: str | None = None  # why the model has no metrics (the server's message), or the first failed item's
+
+
+class Comparison(_Model):
+    """The comparison report: every model (and the baseline) on the same test items."""
+
+    data: str
+    items: int  # test items asked
+    sample_seed: int | None = None
+    rows: tuple[EvalMetrics, ...]
+    job_id: str | None = None  # the fine-tuning job the models came from, when known
+    baseline: str  # what the baseline is, or why it is left out
+    prices_as_of: str

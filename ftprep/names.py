@@ -24,7 +24,8 @@ ARTIFACT_VALIDATION = "ftprep-validation"
 ARTIFACT_TOKEN_STATS = "ftprep-token-stats"
 ARTIFACT_WRITE_PROGRESS = "ftprep-write-progress"
 ARTIFACT_FINE_TUNE = "ftprep-fine-tune"
-ARTIFACT_EVALUATION = "ftprep-evaluation"
+ARTIFACT_EVALUATION = "ftprep-evaluation"  # the comparison report (markdown, with its chart)
+ARTIFACT_COMPARISON = "ftprep-comparison"  # the comparison table: models as rows
 
 
 def artifact_openai_file(role: str) -> str:
@@ -34,7 +35,7 @@ def artifact_openai_file(role: str) -> str:
 # Output files (the names the course writes)
 FILE_NAMES = {"train": "fine_tune_train.jsonl", "validation": "fine_tune_validation.jsonl"}
 MANIFEST = "manifest.json"
-METRICS = "metrics.json"
-CHART = "chart.png"
+COMPARISON = "comparison.json"  # evaluate: every model's metrics
+COMPARISON_CHART = "comparison.png"
 
 DASHBOARD_FILE_URL = "https://platform.openai.com/storage/files/{id}"

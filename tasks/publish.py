@@ -43,12 +43,14 @@ def files_table(result: PrepareResult) -> list[dict]:
 
 
 def variable_value(result: PrepareResult) -> dict:
-    """What the fine-tune run reads: file ids by role, with their hashes (JSON-safe)."""
+    """What the fine-tune run reads: file ids by role, with their hashes and local paths (JSON-safe)."""
     value = {"remote": result.remote or "", "template": result.template}
+    paths = {w.role: w.path for w in result.files.files()}  # evaluate's baseline reads the training prices here
     for f in result.uploaded:
         value[f"{f.role}_file_id"] = f.id
         value[f"{f.role}_sha256"] = f.sha256
         value[f"{f.role}_examples"] = f.examples
+        value[f"{f.role}_path"] = paths.get(f.role, "")
     if result.validation is not None and result.validation.billable_tokens is not None:
         value["train_billable_tokens"] = result.validation.billable_tokens  # per epoch: fine-tune's --max-cost
     return value

@@ -31,7 +31,10 @@ success the job gets ``fine_tuned_model`` (``ft:{base}:{organization}:{suffix}:{
 (training file bytes // 4 * n_epochs) and a ``fine-tune-results`` file (``step_metrics.csv``); a script ending
 in ``"failed"`` sets ``error`` (see :meth:`StubOpenAI.fail_jobs`).  Chat completions answer for the models in
 ``base_models`` (fnmatch patterns) and for the fine-tuned models of succeeded jobs, else 404 ``model_not_found``;
-the reply text comes from ``chat_reply(messages, model)`` (default :meth:`StubOpenAI.price_reply`).
+the reply text comes from the first ``chat_replies`` entry whose fnmatch pattern matches the model, else from
+``chat_reply(messages, model)`` (default :meth:`StubOpenAI.price_reply`, whose factor differs by model through
+``price_factors``).  A reply function may return None (a response with an empty ``choices`` list) or raise
+:class:`ChatError` (that request is answered with an OpenAI error); ``chat_count(model)`` counts chat requests.
 
 Fault injection: :meth:`StubOpenAI.inject` (see its docstring for the kinds and their keyword arguments).
 
@@ -83,6 +86,7 @@ __all__ = [
     "RecordedRequest",
     "StoredFile",
     "StoredJob",
+    "ChatError",
     "StubOpenAI",
     "mask_api_key",
 ]
@@ -368,6 +372,11 @@ class _ApiError(Exception):
                  param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+
+class ChatError(_ApiError):
+    """Raise from a chat reply function to answer that one request with an OpenAI error, e.g.
+    ``ChatError(400, "Invalid prompt", code="invalid_prompt")``."""
 
 
 @dataclass
@@ -1072,13 +1081,15 @@ class StubOpenAI:
     ``job_error`` (``{code, message, param}`` of jobs whose script reaches "failed"; None = a generic
     internal error), ``base_models`` (fnmatch patterns of the models known for chat and as fine-tuning bases),
     ``organization`` (name in fine-tuned model names), ``organization_id``, ``chat_reply`` (``callable(messages,
-    model) -> str``, default :meth:`price_reply`), ``price_factor`` (used by :meth:`price_reply`, default 1.5),
-    ``job_results_base64`` (store the results CSV base64-encoded, as the real API does; default False).
+    model) -> str | None``, default :meth:`price_reply`), ``chat_replies`` (fnmatch pattern of a model -> reply
+    function, before ``chat_reply``), ``price_factor`` (used by :meth:`price_reply`, default 1.5),
+    ``price_factors`` (pattern -> factor, default ``{"ft:*": 1.1}``), ``job_results_base64`` (store the results
+    CSV base64-encoded, as the real API does; default False).
 
     Helpers: ``requests`` (snapshot list of :class:`RecordedRequest`), ``count()``, ``reset_records()``,
     ``files_for()``, ``file_content()``, ``seed_file()``, ``fail_processing_for()``, ``inject()``,
     ``clear_faults()``, ``jobs``, ``job()``, ``advance_job()``, ``fail_jobs()``, ``fine_tuned_models``,
-    ``price_reply()``.
+    ``price_reply()``, ``factor_for()``, ``chat_count()``.
     """
 
     def __init__(self, api_key: str | None = DEFAULT_API_KEY, processing_polls: int = 0, *,
@@ -1105,7 +1116,9 @@ class StubOpenAI:
         self.organization = "stub-org"
         self.organization_id = "org-stubopenai0000000000"
         self.chat_reply: Any = self.price_reply
+        self.chat_replies: dict[str, Any] = {}  # fnmatch pattern of a model -> reply function, first match wins
         self.price_factor = 1.5
+        self.price_factors: dict[str, float] = {"ft:*": 1.1}  # fnmatch pattern -> price_reply's factor
         self.job_results_base64 = False
         self._seq = itertools.count(1)
         self._stopping = threading.Event()
@@ -1340,15 +1353,27 @@ class StubOpenAI:
         with self._lock:
             return list(self._ft_models)
 
+    def chat_count(self, model: str | None = None) -> int:
+        """Chat completion requests received (faulted and refused ones too), for ``model`` or for all."""
+        return sum(1 for r in self.requests if r.method == "POST" and r.path == "/v1/chat/completions"
+                   and (model is None or (isinstance(r.json, dict) and r.json.get("model") == model)))
+
+    def factor_for(self, model: str) -> float:
+        """``price_reply``'s factor for ``model``: the first matching ``price_factors`` pattern, else
+        ``price_factor`` (by default fine-tuned models answer x1.1, the others x1.5)."""
+        with self._lock:
+            factors = list(self.price_factors.items())
+        return next((f for pattern, f in factors if fnmatch.fnmatchcase(model, pattern)), self.price_factor)
+
     def price_reply(self, messages: list[dict[str, Any]], model: str) -> str:
         """The default ``chat_reply``: ``"Price is $X.XX"`` where X is the first number in the last user
-        message times ``price_factor`` (commas in the number are ignored), or, for a message without a number,
-        a price in [1, 1000) derived from a hash of the text."""
+        message times the model's factor (:meth:`factor_for`; commas in the number are ignored), or, for a
+        message without a number, a price in [1, 1000) derived from a hash of the text."""
         text = next((_message_text(m) for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"),
                     "")
         match = _NUMBER.search(text)
         if match:
-            price = float(match.group().replace(",", "")) * self.price_factor
+            price = float(match.group().replace(",", "")) * self.factor_for(model)
         else:
             price = 1 + int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 99_900 / 100
         return f"Price is ${price:.2f}"
@@ -1822,14 +1847,20 @@ class StubOpenAI:
         if not self._model_known(model):
             raise _ApiError(404, f"The model `{model}` does not exist or you do not have access to it.",
                             code="model_not_found")
-        reply = self.chat_reply(copy.deepcopy(messages), model)
-        if not isinstance(reply, str):
-            raise TypeError(f"chat_reply returned {type(reply).__name__}, expected str")
+        with self._lock:
+            scripted = [f for pattern, f in self.chat_replies.items() if fnmatch.fnmatchcase(model, pattern)]
+        reply = (scripted[0] if scripted else self.chat_reply)(copy.deepcopy(messages), model)
+        if reply is not None and not isinstance(reply, str):
+            raise TypeError(f"chat_reply returned {type(reply).__name__}, expected str or None")
+        prompt_tokens = 3 + sum(4 + _approx_tokens(_message_text(m)) for m in messages)
+        if reply is None:  # a response with no choices, as some compatible servers send
+            return {"id": _new_id("chatcmpl-"), "object": "chat.completion", "created": int(time.time()),
+                    "model": model, "choices": [],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens}}
         finish_reason = "stop"
         completion_tokens = _approx_tokens(reply)
         if max_tokens is not None and completion_tokens > max_tokens:
             reply, completion_tokens, finish_reason = reply[: max_tokens * 4], max_tokens, "length"
-        prompt_tokens = 3 + sum(4 + _approx_tokens(_message_text(m)) for m in messages)
         return {
             "id": _new_id("chatcmpl-"),
             "object": "chat.completion",
