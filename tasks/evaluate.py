@@ -33,7 +33,7 @@ from ftprep.names import LATEST_FILES, LATEST_MODEL
 from ftprep.numeric import NumericError, check_number
 from ftprep.openai_models import inference_cost
 from ftprep.records import RecordStore
-from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error
+from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, slot
 from tasks.format import compile_template
 
 HIT_DOLLARS, HIT_SHARE = 40.0, 0.2
@@ -178,15 +178,16 @@ def _answer_cache_key(context: Any, parameters: dict[str, Any]) -> str:
 @task(name="ask", task_run_name="ask-{model}-item-{item}", cache_key_fn=_answer_cache_key, persist_result=True,
       result_serializer="json", **DEFAULT_POLICY.task_options())
 def ask(client: OpenAI, endpoint: str, model: str, messages: list[dict[str, str]], params: dict[str, Any],
-        item: int) -> Answer:
+        item: int, policy: RemotePolicy = DEFAULT_POLICY) -> Answer:
     """One chat completion, kept in Prefect's result storage under its content key (never paid for twice).
 
     Prefect writes the result when this task run completes, not when the flow ends, so a killed evaluation keeps
     every answer that arrived. Failures are not cached: a rerun asks again only for the items with no answer.
     """
-    started = time.perf_counter()
     try:
-        reply = client.chat.completions.create(model=model, messages=messages, **params)
+        with slot(policy):  # the shared OpenAI limits, when configured
+            started = time.perf_counter()
+            reply = client.chat.completions.create(model=model, messages=messages, **params)
     except _MODEL_REFUSALS as e:
         raise ModelUnavailable(str(as_remote_error(f"chat completion with {model}", e))) from None
     except openai.APIError as e:
@@ -236,7 +237,8 @@ def predict(client: OpenAI, endpoint: str, model: str, conversations: list[list[
     with ThreadPoolTaskRunner(max_workers=max(1, concurrency)) as runner:
         def submit(i: int) -> Any:
             return runner.submit(asker, parameters={"client": client, "endpoint": endpoint, "model": model,
-                                                    "messages": conversations[i], "params": GENERATION, "item": i})
+                                                    "messages": conversations[i], "params": GENERATION, "item": i,
+                                                    "policy": policy})
 
         answer, exc = _outcome(submit(0))
         if isinstance(exc, ModelUnavailable):
