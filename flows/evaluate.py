@@ -11,7 +11,7 @@ from prefect.variables import Variable
 from ftprep.client import make_client
 from ftprep.errors import InputError, RemoteError
 from ftprep.models import EvalMetrics
-from ftprep.names import LATEST_MODEL
+from ftprep.names import FLOW_EVALUATE, LATEST_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
 from tasks.evaluate import metrics, parse_price, predict, report, test_items
@@ -19,7 +19,7 @@ from tasks.format import resolve_template
 from tasks.load import load_dataset, new_store
 
 
-@flow(name="evaluate", persist_result=True, result_serializer="json")
+@flow(name=FLOW_EVALUATE, persist_result=True, result_serializer="json")
 def evaluate(
     data: str,
     out: str = "eval",

@@ -11,7 +11,7 @@ from prefect.variables import Variable
 from ftprep.client import make_client
 from ftprep.errors import InputError
 from ftprep.models import FineTuneConfig, FineTuneResult
-from ftprep.names import LATEST_FILES, LATEST_JOB
+from ftprep.names import FLOW_FINE_TUNE, LATEST_FILES, LATEST_JOB
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
 from tasks.finetune import cancel_job, failure, follow_job, publish_job, start_job, wait_for_files
@@ -35,7 +35,8 @@ def _cancel_job_of_cancelled_run(flow, flow_run, state) -> None:
     cancel_job(make_client(load_settings()), job["job_id"], logger)
 
 
-@flow(name="fine-tune", persist_result=True, result_serializer="json", on_cancellation=[_cancel_job_of_cancelled_run])
+@flow(name=FLOW_FINE_TUNE, persist_result=True, result_serializer="json",
+      on_cancellation=[_cancel_job_of_cancelled_run])
 def fine_tune(
     training_file: str | None = None,
     validation_file: str | None = None,

@@ -49,8 +49,9 @@ class Settings(BaseSettings):
         FILES_CREATE_LIMIT, validation_alias=_env("FTPREP_UPLOAD_PART_THRESHOLD"))
     training_price_per_1m: Annotated[float, Field(ge=0)] | None = Field(
         None, validation_alias=_env("FTPREP_TRAINING_PRICE_PER_1M"))
+    notify_webhook_url: Key | None = Field(None, validation_alias=_env("FTPREP_NOTIFY_WEBHOOK_URL"))
 
-    @field_validator("api_key", "base_url", "training_price_per_1m", mode="before")
+    @field_validator("api_key", "base_url", "training_price_per_1m", "notify_webhook_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         if isinstance(value, SecretStr):
@@ -90,6 +91,8 @@ class Settings(BaseSettings):
             from ftprep.redact import url_credentials
 
             found.extend(url_credentials(self.base_url))
+        if self.notify_webhook_url is not None and self.notify_webhook_url.get_secret_value():
+            found.append(self.notify_webhook_url.get_secret_value())  # a webhook URL is its own credential
         return found
 
 
