@@ -1,0 +1,110 @@
+"""The failure notification end to end: `ftprep notify` against a real `prefect server`, a prepare run that fails
+on an expected error, and the one message a small webhook receiver on 127.0.0.1 gets (its error, a link, no
+secret)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.prefect_procs import prefect_server, tail, wait_until
+
+FTPREP = str(Path(sys.executable).parent / "ftprep")
+KEY = "sk-test-notify-0123456789abcdef"
+HOOK_SECRET = "T000/B000/notify-hook-secret"
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 (random port) that records every request's path and body."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, bytes]] = []
+        lock = threading.Lock()
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    received.append((self.path, body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):  # keep the test output quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/{HOOK_SECRET}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+def ftprep(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FTPREP, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_a_failed_prepare_run_posts_one_message_with_its_error_and_link(tmp_path, receiver):
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from ftprep.names import NOTIFY_AUTOMATION, NOTIFY_BLOCK
+
+    server_log = tmp_path / "server.log"
+    with prefect_server(tmp_path / "prefect-home", server_log) as env:
+        # Twice: the second run updates the block and the automation instead of adding copies.
+        first = ftprep(env, tmp_path, "notify", "--webhook-url", receiver.url)
+        assert first.returncode == 0, first.stderr
+        assert "created" in first.stdout and HOOK_SECRET not in first.stdout + first.stderr
+        second = ftprep(dict(env, FTPREP_NOTIFY_WEBHOOK_URL=receiver.url), tmp_path, "notify")
+        assert second.returncode == 0, second.stderr
+        assert "created" not in second.stdout and second.stdout.count("updated") == 2, second.stdout
+        assert HOOK_SECRET not in second.stdout + second.stderr
+
+        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+            assert len(client.read_automations_by_name(NOTIFY_AUTOMATION)) == 1
+            blocks = [b for b in client.read_block_documents(include_secrets=False) if b.name == NOTIFY_BLOCK]
+            assert len(blocks) == 1 and HOOK_SECRET not in str(blocks[0].data)  # the URL is a masked secret
+
+        # A run that fails on an expected error: 20 records, and the default split wants 500 for training.
+        data = tmp_path / "few.jsonl"
+        prompt = "How much does this cost to the nearest dollar?\n\nThing {}\n\nPrice is $3.00"
+        data.write_text("".join(json.dumps({"prompt": prompt.format(i), "price": 3.0 + i}) + "\n" for i in range(20)))
+        run_env = dict(env, OPENAI_API_KEY=KEY, OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+        failed = ftprep(run_env, tmp_path, "prepare", "--data", str(data), "--out", "out")
+        assert failed.returncode == 2, failed.stdout + failed.stderr
+        error_line = failed.stderr.strip().splitlines()[-1].removeprefix("error: ")
+
+        wait_until(lambda: receiver.requests, 60, f"the notification\n{tail(server_log)}", interval=0.25)
+        time.sleep(3)  # a second message (a duplicate, a second event) would come within this
+        assert len(receiver.requests) == 1, receiver.requests
+
+        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+            (flow_run,) = client.read_flow_runs()
+    path, raw = receiver.requests[0]
+    assert path == f"/hook/{HOOK_SECRET}"
+    text = json.loads(raw)["text"]
+    assert "prepare run" in text and flow_run.name in text and "failed" in text
+    assert error_line in text, (error_line, text)
+    assert f"/runs/flow-run/{flow_run.id}" in text and "http://127.0.0.1:" in text
+    assert KEY not in text and HOOK_SECRET not in text
