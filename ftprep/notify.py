@@ -18,17 +18,17 @@ from ftprep.names import NOTIFY_AUTOMATION, NOTIFY_BLOCK, NOTIFY_FLOWS
 
 EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
 
-# Jinja templates, rendered by the server's actions service when the automation fires.
-SUBJECT = "ftprep: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name | lower }}"
-BODY = ("{{ flow.name }} run {{ flow_run.name }}"
-        "{% if deployment %} (deployment {{ deployment.name }}){% endif %} "
-        "{{ flow_run.state.name | lower }}: {{ flow_run.state.message }}\n"
-        "{{ flow_run | ui_url }}")
+# Jinja templates, rendered by the server's actions service when the automation fires. ``ui_url`` is None when
+# the server knows no PREFECT_UI_URL (nor a PREFECT_API_URL to derive it from): the message says so then.
+SUBJECT = ("ftprep: {{ flow.name }} run {{ flow_run.name }}"
+           "{% if deployment %} (deployment {{ deployment.name }}){% endif %} {{ flow_run.state.name | lower }}")
+BODY = ("{{ flow_run.state.message }}\n"
+        "{{ flow_run | ui_url or '(no link: set PREFECT_UI_URL where the Prefect server runs)' }}")
 
-# The webhook receives JSON {"text": subject + body}: what Slack, Mattermost and Rocket.Chat incoming webhooks
-# read. The URL is kept in the block's secret values, so the UI and the API show it masked.
+# The webhook receives JSON {"text": "<subject>: <body>"}: what Slack, Mattermost and Rocket.Chat incoming
+# webhooks read. The URL is kept in the block's secret values, so the UI and the API show it masked.
 _URL_KEY = "webhook_url"
-PAYLOAD = {"text": "{{subject}}\n{{body}}"}
+PAYLOAD = {"text": "{{subject}}: {{body}}"}
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,9 @@ def test_a_failed_prepare_run_posts_one_message_with_its_error_and_link(tmp_path
     from ftprep.names import NOTIFY_AUTOMATION, NOTIFY_BLOCK
 
     server_log = tmp_path / "server.log"
-    with prefect_server(tmp_path / "prefect-home", server_log) as env:
+    # The link comes from PREFECT_UI_URL in the server's environment, as the README says to set it.
+    ui_url = "http://prefect-ui.test:4200"
+    with prefect_server(tmp_path / "prefect-home", server_log, PREFECT_UI_URL=ui_url) as env:
         # Twice: the second run updates the block and the automation instead of adding copies.
         first = ftprep(env, tmp_path, "notify", "--webhook-url", receiver.url)
         assert first.returncode == 0, first.stderr
@@ -104,7 +106,7 @@ def test_a_failed_prepare_run_posts_one_message_with_its_error_and_link(tmp_path
     path, raw = receiver.requests[0]
     assert path == f"/hook/{HOOK_SECRET}"
     text = json.loads(raw)["text"]
-    assert "prepare run" in text and flow_run.name in text and "failed" in text
+    assert text.startswith(f"ftprep: prepare run {flow_run.name} failed: "), text
     assert error_line in text, (error_line, text)
-    assert f"/runs/flow-run/{flow_run.id}" in text and "http://127.0.0.1:" in text
+    assert text.endswith(f"\n{ui_url}/runs/flow-run/{flow_run.id}"), text
     assert KEY not in text and HOOK_SECRET not in text
