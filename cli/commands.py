@@ -170,6 +170,7 @@ def notify(*, webhook_url: Annotated[str | None, Parameter(name="--webhook-url")
     url = webhook_url or (settings.notify_webhook_url.get_secret_value() if settings.notify_webhook_url else None)
     if not url or not url.strip():
         raise InputError("no webhook URL: give --webhook-url URL or set FTPREP_NOTIFY_WEBHOOK_URL")
+    notification.destination(url.strip())  # an http(s) URL, checked before anything is sent
     if not server.configured_api_url():
         raise InputError("PREFECT_API_URL is not set: the notification lives on the Prefect server that runs the "
                          "deployments; export PREFECT_API_URL=http://127.0.0.1:4200/api (or your server's) and "

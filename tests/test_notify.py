@@ -110,3 +110,33 @@ def test_a_failed_prepare_run_posts_one_message_with_its_error_and_link(tmp_path
     assert error_line in text, (error_line, text)
     assert text.endswith(f"\n{ui_url}/runs/flow-run/{flow_run.id}"), text
     assert KEY not in text and HOOK_SECRET not in text
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "error: no webhook URL: give --webhook-url URL or set FTPREP_NOTIFY_WEBHOOK_URL"),
+    ({"FTPREP_NOTIFY_WEBHOOK_URL": "ftp://hooks.example.test/x"}, "error: the webhook URL is not an http(s) URL"),
+    ({"FTPREP_NOTIFY_WEBHOOK_URL": "https://hooks.example.test/T1/B1/x"}, "error: PREFECT_API_URL is not set"),
+])
+def test_notify_says_what_is_missing_in_one_line(tmp_path, monkeypatch, capsys, env, expected):
+    from cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("FTPREP_NOTIFY_WEBHOOK_URL", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["notify"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and err.count("\n") == 1, err
+    assert "/T1/B1/x" not in err
+
+
+def test_the_webhook_url_is_a_secret_setting(monkeypatch, tmp_path):
+    from ftprep.redact import redact
+    from ftprep.settings import load_settings
+
+    url = "https://hooks.example.test/services/T2/B2/s3cr3t-path"
+    monkeypatch.setenv("FTPREP_NOTIFY_WEBHOOK_URL", url)
+    settings = load_settings(tmp_path / "none.env")
+    assert url in settings.secrets() and url not in repr(settings)
+    assert url not in redact(f"posting to {url}")
