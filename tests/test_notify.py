@@ -1,6 +1,7 @@
-"""The failure notification end to end: `ftprep notify` against a real `prefect server`, a prepare run that fails
-on an expected error, and the one message a small webhook receiver on 127.0.0.1 gets (its error, a link, no
-secret)."""
+"""The failure notification end to end: `ftprep notify` (twice) against a real `prefect server`, a prepare run
+that fails on an expected error through the CLI, runs of deployments that fail or crash, and the messages a small
+webhook receiver on 127.0.0.1 gets: one per prepare or fine-tune run, with its error and a link, without a secret.
+"""
 
 from __future__ import annotations
 
@@ -64,11 +65,12 @@ def ftprep(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedPr
     return subprocess.run([FTPREP, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_a_failed_prepare_run_posts_one_message_with_its_error_and_link(tmp_path, receiver):
+def test_failed_or_crashed_prepare_and_fine_tune_runs_post_one_message_each(tmp_path, receiver):
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Crashed, Failed
 
-    from ftprep.names import NOTIFY_AUTOMATION, NOTIFY_BLOCK
+    from ftprep.names import FLOW_EVALUATE, FLOW_FINE_TUNE, FLOW_PREPARE, NOTIFY_AUTOMATION, NOTIFY_BLOCK
 
     server_log = tmp_path / "server.log"
     # The link comes from PREFECT_UI_URL in the server's environment, as the README says to set it.
@@ -98,18 +100,47 @@ def test_a_failed_prepare_run_posts_one_message_with_its_error_and_link(tmp_path
         error_line = failed.stderr.strip().splitlines()[-1].removeprefix("error: ")
 
         wait_until(lambda: receiver.requests, 60, f"the notification\n{tail(server_log)}", interval=0.25)
-        time.sleep(3)  # a second message (a duplicate, a second event) would come within this
-        assert len(receiver.requests) == 1, receiver.requests
-
         with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
-            (flow_run,) = client.read_flow_runs()
-    path, raw = receiver.requests[0]
-    assert path == f"/hook/{HOOK_SECRET}"
-    text = json.loads(raw)["text"]
-    assert text.startswith(f"ftprep: prepare run {flow_run.name} failed: "), text
-    assert error_line in text, (error_line, text)
-    assert text.endswith(f"\n{ui_url}/runs/flow-run/{flow_run.id}"), text
-    assert KEY not in text and HOOK_SECRET not in text
+            (cli_run,) = client.read_flow_runs()
+            # Runs of deployments, ended by the API as a worker would report them: a scheduled prepare run that
+            # fails, a fine-tune run that crashes, and an evaluate run that fails (not notified).
+            ended = {name: ended_deployment_run(client, name, state)
+                     for name, state in ((FLOW_PREPARE, Failed), (FLOW_FINE_TUNE, Crashed), (FLOW_EVALUATE, Failed))}
+        wait_until(lambda: len(receiver.requests) >= 3, 60, f"three notifications\n{tail(server_log)}", interval=0.25)
+        time.sleep(3)  # a duplicate, or a message for the evaluate run, would come within this
+    texts = {}
+    for path, raw in receiver.requests:
+        assert path == f"/hook/{HOOK_SECRET}"
+        text = json.loads(raw)["text"]
+        assert KEY not in text and HOOK_SECRET not in text
+        texts.setdefault(text.split(" run ", 1)[0], []).append(text)
+    assert sorted(texts) == ["ftprep: fine-tune", "ftprep: prepare"], texts
+    assert len(texts["ftprep: prepare"]) == 2 and len(texts["ftprep: fine-tune"]) == 1, texts
+
+    cli_text = next(t for t in texts["ftprep: prepare"] if cli_run.name in t)
+    assert cli_text.startswith(f"ftprep: prepare run {cli_run.name} failed: "), cli_text
+    assert error_line in cli_text, (error_line, cli_text)
+    assert cli_text.endswith(f"\n{ui_url}/runs/flow-run/{cli_run.id}"), cli_text
+    for flow_name, state_name in ((FLOW_PREPARE, "failed"), (FLOW_FINE_TUNE, "crashed")):
+        run = ended[flow_name]
+        (text,) = [t for t in texts[f"ftprep: {flow_name}"] if run.name in t]
+        assert text == (f"ftprep: {flow_name} run {run.name} (deployment {flow_name}-deployment) {state_name}: "
+                        f"{MESSAGE}\n{ui_url}/runs/flow-run/{run.id}")
+
+
+MESSAGE = "InputError: the data file is gone; restore it"
+
+
+def ended_deployment_run(client, flow_name: str, state):
+    """A run of a deployment of ``flow_name`` (no worker needed), moved to Running and then to ``state``."""
+    from prefect.states import Running
+
+    flow_id = client.create_flow_from_name(flow_name)
+    deployment_id = client.create_deployment(flow_id, f"{flow_name}-deployment")
+    run = client.create_flow_run_from_deployment(deployment_id)
+    client.set_flow_run_state(run.id, Running(), force=True)
+    client.set_flow_run_state(run.id, state(message=MESSAGE), force=True)
+    return client.read_flow_run(run.id)
 
 
 @pytest.mark.parametrize(("env", "expected"), [
