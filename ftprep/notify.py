@@ -102,9 +102,7 @@ def install(url: str) -> Installed:
         try:
             CustomWebhookNotificationBlock.load(NOTIFY_BLOCK)
             block_created = False
-        except ValueError:  # Prefect's "Unable to find block document named ..."
-            block_created = True
-        except ObjectNotFound:
+        except (ValueError, ObjectNotFound):  # Prefect's "Unable to find block document named ..."
             block_created = True
         block_id = webhook_block(url).save(NOTIFY_BLOCK, overwrite=True)
         spec = automation(block_id)
