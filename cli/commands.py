@@ -156,3 +156,39 @@ def serve(*names: str) -> int:
           "Prefect UI; Ctrl+C stops")
     prefect_serve(*deployments)
     return 0
+
+
+def notify(*, webhook_url: Annotated[str | None, Parameter(name="--webhook-url")] = None) -> int:
+    """Post to a webhook when a prepare or fine-tune run fails or crashes, with its error and a link to it.
+
+    Saves the notification block and the automation on the server PREFECT_API_URL names; running it again
+    updates both. The link needs PREFECT_UI_URL (e.g. http://127.0.0.1:4200) in the server's environment.
+
+    Args:
+        webhook_url: Where to post (default: FTPREP_NOTIFY_WEBHOOK_URL from the environment or .env).
+    """
+    from ftprep import notify as notification
+    from ftprep.names import NOTIFY_AUTOMATION, NOTIFY_BLOCK, NOTIFY_FLOWS
+    from ftprep.redact import register_secrets
+    from ftprep.settings import load_settings
+
+    settings = load_settings()
+    if webhook_url is not None:
+        register_secrets([webhook_url])  # a webhook URL is its own credential: never printed or logged
+    url = webhook_url or (settings.notify_webhook_url.get_secret_value() if settings.notify_webhook_url else None)
+    if not url or not url.strip():
+        raise InputError("no webhook URL: give --webhook-url URL or set FTPREP_NOTIFY_WEBHOOK_URL")
+    notification.destination(url.strip())  # an http(s) URL, checked before anything is sent
+    if not server.configured_api_url():
+        raise InputError("PREFECT_API_URL is not set: the notification lives on the Prefect server that runs the "
+                         "deployments; export PREFECT_API_URL=http://127.0.0.1:4200/api (or your server's) and "
+                         "run again")
+    logs.install()
+    done = notification.install(url.strip())
+    print(f"block      {NOTIFY_BLOCK}: {'created' if done.block_created else 'updated'} "
+          f"(posts to {done.destination}/...)")
+    print(f"automation {NOTIFY_AUTOMATION}: {'created' if done.automation_created else 'updated'} "
+          f"({done.automation_id})")
+    print(f"a failed or crashed {' or '.join(NOTIFY_FLOWS)} run now posts its error and a link to it; the link "
+          "needs PREFECT_UI_URL set where the Prefect server runs")
+    return 0

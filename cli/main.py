@@ -37,6 +37,8 @@ for _name, _help in (
     ("fine-tune", "Start (once) and follow a fine-tuning job on the latest prepared files."),
     ("evaluate", "Measure a model's price estimates on test items."),
     ("serve", "Serve the deployments of prefect.yaml (no work pool or worker needed)."),
+    ("notify", "Post to a webhook when a prepare or fine-tune run fails or crashes (creates or updates the "
+               "automation)."),
 ):
     app.command(f"cli.commands:{_name.replace('-', '_')}", name=_name, help=_help)
 

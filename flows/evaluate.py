@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from ftprep.client import make_client
 from ftprep.errors import InputError
 from ftprep.models import Comparison
-from ftprep.names import LATEST_MODEL
+from ftprep.names import FLOW_EVALUATE, LATEST_MODEL
 from ftprep.openai_models import INFERENCE_PRICES_AS_OF
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
@@ -25,7 +25,7 @@ from tasks.format import resolve_template
 from tasks.load import load_dataset, new_store
 
 
-@flow(name="evaluate", persist_result=True, result_serializer="json")
+@flow(name=FLOW_EVALUATE, persist_result=True, result_serializer="json")
 def evaluate(
     data: str,
     out: str = "eval",

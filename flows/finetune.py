@@ -16,7 +16,7 @@ from pydantic import Field
 from ftprep.client import make_client
 from ftprep.errors import InputError, Interrupted
 from ftprep.models import FineTuneConfig, FineTuneResult
-from ftprep.names import LATEST_FILES, LATEST_JOB
+from ftprep.names import FLOW_FINE_TUNE, LATEST_FILES, LATEST_JOB
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
 from ftprep.variables import latest_files
@@ -51,8 +51,8 @@ def _forget_job_of_crashed_run(flow, flow_run, state) -> None:
     forget(flow_run.id)
 
 
-@flow(name="fine-tune", persist_result=True, result_serializer="json", on_cancellation=[_cancel_job_of_cancelled_run],
-      on_crashed=[_forget_job_of_crashed_run])
+@flow(name=FLOW_FINE_TUNE, persist_result=True, result_serializer="json",
+      on_cancellation=[_cancel_job_of_cancelled_run], on_crashed=[_forget_job_of_crashed_run])
 def fine_tune(
     training_file: str | None = None,
     validation_file: str | None = None,

@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 
 from ftprep.client import make_client
 from ftprep.models import PrepareResult, SplitConfig
+from ftprep.names import FLOW_PREPARE
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
@@ -28,7 +29,7 @@ NO_KEY = ("upload skipped: OPENAI_API_KEY is not set. Put OPENAI_API_KEY=sk-... 
           "and run again to upload (the files are already written and will not be rewritten)")
 
 
-@flow(name="prepare", persist_result=True, result_serializer="json", log_prints=False)
+@flow(name=FLOW_PREPARE, persist_result=True, result_serializer="json", log_prints=False)
 def prepare(
     data: str,
     validation_data: str | None = None,

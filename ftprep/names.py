@@ -1,6 +1,11 @@
-"""Every name ftprep gives things in Prefect and on disk: Variables, artifact keys, task runs, output files."""
+"""Every name ftprep gives things in Prefect and on disk: flows, Variables, artifact keys, blocks, output files."""
 
 from __future__ import annotations
+
+# Flows (the names the UI, deployments and the failure automation use)
+FLOW_PREPARE = "prepare"
+FLOW_FINE_TUNE = "fine-tune"
+FLOW_EVALUATE = "evaluate"
 
 # Prefect Variables: what one flow leaves for the next
 LATEST_FILES = "ftprep_latest_files"  # file ids of the latest prepare run that uploaded
@@ -26,6 +31,12 @@ ARTIFACT_WRITE_PROGRESS = "ftprep-write-progress"
 ARTIFACT_FINE_TUNE = "ftprep-fine-tune"
 ARTIFACT_EVALUATION = "ftprep-evaluation"  # the comparison report (markdown, with its chart)
 ARTIFACT_COMPARISON = "ftprep-comparison"  # the comparison table: models as rows
+
+
+# The failure notification (``ftprep notify``): its webhook block and its automation
+NOTIFY_BLOCK = "ftprep-run-failed"
+NOTIFY_AUTOMATION = "ftprep: prepare or fine-tune run failed"
+NOTIFY_FLOWS = (FLOW_PREPARE, FLOW_FINE_TUNE)
 
 
 def artifact_openai_file(role: str) -> str:

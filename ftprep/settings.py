@@ -55,9 +55,10 @@ class Settings(BaseSettings):
     openai_concurrency: Annotated[int, Field(ge=1)] | None = Field(
         None, validation_alias=_env("FTPREP_OPENAI_CONCURRENCY"))
     openai_rpm: Annotated[int, Field(ge=1)] | None = Field(None, validation_alias=_env("FTPREP_OPENAI_RPM"))
+    notify_webhook_url: Key | None = Field(None, validation_alias=_env("FTPREP_NOTIFY_WEBHOOK_URL"))
 
     @field_validator("api_key", "base_url", "training_price_per_1m", "openai_concurrency", "openai_rpm",
-                     mode="before")
+                     "notify_webhook_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         if isinstance(value, SecretStr):
@@ -97,6 +98,8 @@ class Settings(BaseSettings):
             from ftprep.redact import url_credentials
 
             found.extend(url_credentials(self.base_url))
+        if self.notify_webhook_url is not None and self.notify_webhook_url.get_secret_value():
+            found.append(self.notify_webhook_url.get_secret_value())  # a webhook URL is its own credential
         return found
 
 

@@ -78,20 +78,20 @@ def tail(log: Path, chars: int = 3000) -> str:
 
 
 @contextmanager
-def prefect_server(home: Path, log: Path, timeout: float = 120) -> Iterator[dict[str, str]]:
+def prefect_server(home: Path, log: Path, timeout: float = 120, **extra_env: str) -> Iterator[dict[str, str]]:
     """A `prefect server start` on 127.0.0.1 (free port) with its own PREFECT_HOME (and database) in ``home``.
 
     Yields the environment for Prefect commands and workers against it: this process's environment without
     any OPENAI_* or PREFECT_* setting, plus PREFECT_HOME, PREFECT_API_URL (``http://127.0.0.1:PORT/api``),
     PWD = the repository (prefect.yaml's pull step uses it), no telemetry and a worker that polls every
-    second. The server is stopped when the context ends.
+    second, and ``extra_env``. The server is stopped when the context ends.
     """
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PREFECT_"))}
     env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PWD=str(ROOT),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
-               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1")
+               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1", **extra_env)
     with process([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log) as server:
         wait_until(lambda: healthy(api) or server.poll() is not None, timeout, "prefect server")
         if server.poll() is not None:
