@@ -1,100 +1,15 @@
-"""The commands behind ``ftprep``: each checks what it cheaply can, runs its flow and prints what it made."""
+"""The commands behind ``ftprep`` that run no flow: validate, serve, notify (flows: cli/prepare.py, finetune.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
 
-from cli.main import command
-from flows.evaluate import evaluate as evaluate_flow
-from flows.finetune import fine_tune as fine_tune_flow
-from flows.prepare import prepare as prepare_flow
 from ftprep import logs, server
 from ftprep.errors import InputError
 from ftprep.openai_models import DEFAULT_MODEL
-
-
-def _preflight(data: str, validation_data: str | None, template: str, out: str, model: str) -> None:
-    """Catch the common mistakes (a wrong path, an unknown template or model) before Prefect starts."""
-    from ftprep.openai_models import model_spec
-    from tasks.format import resolve_template, template_fields
-    from tasks.load import check_readable, detect_format
-
-    for option, value in (("--data", data), ("--validation-data", validation_data)):
-        if value is not None:
-            check_readable(Path(value), option)
-            detect_format(Path(value))
-    template_fields(resolve_template(template))
-    model_spec(model)
-    target = Path(out).resolve()
-    existing = next(p for p in (target, *target.parents) if p.exists())
-    if not existing.is_dir():
-        raise InputError(f"output folder {target} cannot be created: {existing} is a file; choose another --out")
-
-
-def _print_json(result) -> int:
-    from ftprep.redact import redact
-
-    print(redact(result.model_dump_json(indent=2)))
-    return 0
-
-
-def _prepare(as_json: bool, **options) -> int:
-    from tasks.validation_report import render_text
-
-    _preflight(options["data"], options.get("validation_data"), options.get("template", "course"),
-               options.get("out", "out"), options.get("model", DEFAULT_MODEL))
-    logs.install()
-    server.ready()
-    result = prepare_flow(**options)
-    if as_json:
-        return _print_json(result)
-    for f in result.files.files():
-        remote = result.remote_file(f.role)
-        where = f" -> {remote.id} ({'reused' if remote.reused else 'uploaded'})" if remote else ""
-        print(f"{f.role:<10} {result.files.public_path(f.role)}: {f.examples:,} examples, {f.bytes:,} bytes, "
-              f"sha256 {f.sha256[:16]}{where}")
-    print(f"manifest   {os.path.join(result.files.out_dir, 'manifest.json')}")
-    if result.validation is not None:
-        print(render_text(result.validation).splitlines()[-1].replace("valid:", "validation: valid,", 1))
-    if result.upload_skipped_reason:
-        print(result.upload_skipped_reason)
-    return 0
-
-
-def _fine_tune(as_json: bool, **options) -> int:
-    logs.install()
-    server.ready()
-    result = fine_tune_flow(**options)
-    if as_json:
-        return _print_json(result)
-    print(f"job {result.job_id}: {result.status}; model {result.fine_tuned_model}; "
-          f"{result.trained_tokens or 0:,} trained tokens{' (existing job reused)' if result.reused else ''}")
-    return 0
-
-
-def _evaluate(as_json: bool, **options) -> int:
-    from ftprep.names import COMPARISON, COMPARISON_CHART
-    from tasks.evaluation_report import render_text
-
-    logs.install()
-    server.ready()
-    comparison = evaluate_flow(**options)
-    if as_json:
-        return _print_json(comparison)
-    out = options.get("out", "eval")
-    print(f"{comparison.items} items of {comparison.data}; {comparison.baseline}")
-    print(render_text(comparison))
-    print(f"wrote {os.path.join(out, COMPARISON)} and {os.path.join(out, COMPARISON_CHART)}")
-    return 0
-
-
-prepare = command(prepare_flow.fn, _prepare, flatten=["split"])
-fine_tune = command(fine_tune_flow.fn, _fine_tune, flatten=["job"])
-evaluate = command(evaluate_flow.fn, _evaluate, rename={"models": "--model"})
 
 
 def validate(

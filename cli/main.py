@@ -40,7 +40,8 @@ for _name, _help in (
     ("notify", "Post to a webhook when a prepare or fine-tune run fails or crashes (creates or updates the "
                "automation)."),
 ):
-    app.command(f"cli.commands:{_name.replace('-', '_')}", name=_name, help=_help)
+    _module = {"prepare": "prepare", "fine-tune": "finetune", "evaluate": "finetune"}.get(_name, "commands")
+    app.command(f"cli.{_module}:{_name.replace('-', '_')}", name=_name, help=_help)
 
 
 FLOW_COMMANDS = {"prepare", "fine-tune", "evaluate"}
@@ -81,6 +82,14 @@ def command(flow_fn: Callable[..., Any], run: Callable[..., int], flatten: Seque
     cmd.__doc__ = flow_fn.__doc__
     cmd.__name__ = flow_fn.__name__
     return cmd
+
+
+def print_json(result: Any) -> int:
+    """``--json``: the persisted result, redacted, as one JSON document on stdout."""
+    from ftprep.redact import redact
+
+    print(redact(result.model_dump_json(indent=2)))
+    return 0
 
 
 def _option(loc: tuple) -> str:

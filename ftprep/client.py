@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from openai import OpenAI
+from typing import TYPE_CHECKING
 
 from ftprep.errors import MissingKeyError
 from ftprep.settings import Settings
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 
 def make_client(settings: Settings) -> OpenAI:
@@ -19,5 +22,7 @@ def make_client(settings: Settings) -> OpenAI:
             "OPENAI_API_KEY is not set: put OPENAI_API_KEY=sk-... in the environment or in .env "
             "(prepare also works without it with --no-upload)"
         )
+    from openai import OpenAI  # imported when a client is needed: a run with no upload never pays for it
+
     return OpenAI(api_key=settings.api_key.get_secret_value(), base_url=settings.base_url, max_retries=0,
                   timeout=settings.timeout_seconds)

@@ -24,14 +24,13 @@ import json
 import logging
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
-
-import openai
 
 from ftprep.errors import FtprepError, RemoteError, TransientRemoteError
 from ftprep.settings import FILES_CREATE_LIMIT, MIB, Settings
@@ -46,8 +45,16 @@ class MalformedResponse(ValueError):
     """A 2xx response that did not carry the object it should have (the SDK raises JSONDecodeError for bad JSON)."""
 
 
-_UNKNOWN_OUTCOME = (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError,
-                    MalformedResponse)
+def _sdk():
+    """The openai package if it was imported (an exception can only be one of its classes if it was); a run that
+    never talks to OpenAI does not pay for importing it."""
+    return sys.modules.get("openai")
+
+
+def _unknown_outcome() -> tuple[type[BaseException], ...]:
+    openai = _sdk()
+    sdk = (openai.APIConnectionError, openai.APIResponseValidationError) if openai else ()
+    return (*sdk, json.JSONDecodeError, MalformedResponse)
 
 
 # --------------------------------------------------------------------------------------- classification
@@ -55,18 +62,20 @@ def is_transient(exc: BaseException) -> bool:
     """Worth another attempt: 408, 409, 429, 5xx, connection errors, timeouts, malformed responses."""
     if isinstance(exc, TransientRemoteError):
         return True
-    if isinstance(exc, openai.APIStatusError):
+    openai = _sdk()
+    if openai and isinstance(exc, openai.APIStatusError):
         if exc.response.headers.get("x-should-retry") == "false":
             return False
         return exc.status_code in TRANSIENT_STATUS or exc.status_code >= 500
-    return isinstance(exc, _UNKNOWN_OUTCOME)
+    return isinstance(exc, _unknown_outcome())
 
 
 def outcome_unknown(exc: BaseException) -> bool:
     """The request may have been carried out although it failed: look before sending it again."""
-    if isinstance(exc, openai.APIStatusError):
+    openai = _sdk()
+    if openai and isinstance(exc, openai.APIStatusError):
         return exc.status_code >= 500
-    return isinstance(exc, _UNKNOWN_OUTCOME)
+    return isinstance(exc, _unknown_outcome())
 
 
 def retry_after(exc: BaseException | None, cap: float = 60.0) -> float | None:
@@ -103,6 +112,11 @@ def describe_error(exc: BaseException) -> str:
         return exc.reason
     if isinstance(exc, FtprepError):
         return str(exc)  # already one redacted line
+    openai = _sdk()
+    if isinstance(exc, (json.JSONDecodeError, MalformedResponse)):
+        return f"malformed response ({type(exc).__name__})"
+    if openai is None:
+        return redact(" ".join(f"{type(exc).__name__}: {exc}".split()))
     if isinstance(exc, openai.APIStatusError):
         message = getattr(exc, "message", "") or ""
         body = exc.body if isinstance(exc.body, dict) else {}
@@ -115,7 +129,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
         return f"connection failed ({type(cause).__name__ if cause else 'APIConnectionError'})"
-    if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError, MalformedResponse)):
+    if isinstance(exc, openai.APIResponseValidationError):
         return f"malformed response ({type(exc).__name__})"
     return redact(" ".join(f"{type(exc).__name__}: {exc}".split()))
 

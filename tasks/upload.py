@@ -35,10 +35,8 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
-from openai import OpenAI
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
@@ -62,6 +60,9 @@ from ftprep.remote import (
 PURPOSE = "fine-tune"
 MIME_TYPE = "application/jsonl"
 GONE_STATUSES = {"error", "deleted", "deleting"}  # never reused
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 _log = logging.getLogger("ftprep.upload")
 
@@ -95,6 +96,8 @@ def find_remote(client: OpenAI, name: str, size: int, purpose: str = PURPOSE):
 
 def _delete(client: OpenAI, file_id: str, logger: Any) -> bool:
     """Delete a duplicate (one request; a 404 counts as done; a failure only warns: the next run settles it)."""
+    import openai
+
     try:
         client.files.delete(file_id)
     except openai.NotFoundError:
@@ -354,6 +357,8 @@ def _attempt() -> tuple[int, int]:
 def upload_file(client: OpenAI, path: str, sha256: str, examples: int, role: str, purpose: str = PURPOSE,
                 policy: RemotePolicy = DEFAULT_POLICY) -> RemoteFile:
     """Upload one JSONL file (or reuse the identical remote file) and wait until OpenAI has processed it."""
+    import openai
+
     logger = get_run_logger()
     pause_point("upload")
     try:

@@ -1,0 +1,41 @@
+"""``ftprep fine-tune`` and ``ftprep evaluate``: run the flow, print the job or the comparison."""
+
+from __future__ import annotations
+
+import os
+
+from cli.main import command, print_json
+from flows.evaluate import evaluate as evaluate_flow
+from flows.finetune import fine_tune as fine_tune_flow
+from ftprep import logs, server
+
+
+def _fine_tune(as_json: bool, **options) -> int:
+    logs.install()
+    server.ready()
+    result = fine_tune_flow(**options)
+    if as_json:
+        return print_json(result)
+    print(f"job {result.job_id}: {result.status}; model {result.fine_tuned_model}; "
+          f"{result.trained_tokens or 0:,} trained tokens{' (existing job reused)' if result.reused else ''}")
+    return 0
+
+
+def _evaluate(as_json: bool, **options) -> int:
+    from ftprep.names import COMPARISON, COMPARISON_CHART
+    from tasks.evaluation_report import render_text
+
+    logs.install()
+    server.ready()
+    comparison = evaluate_flow(**options)
+    if as_json:
+        return print_json(comparison)
+    out = options.get("out", "eval")
+    print(f"{comparison.items} items of {comparison.data}; {comparison.baseline}")
+    print(render_text(comparison))
+    print(f"wrote {os.path.join(out, COMPARISON)} and {os.path.join(out, COMPARISON_CHART)}")
+    return 0
+
+
+fine_tune = command(fine_tune_flow.fn, _fine_tune, flatten=["job"])
+evaluate = command(evaluate_flow.fn, _evaluate, rename={"models": "--model"})
