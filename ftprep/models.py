@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ftprep.numeric import DEFAULT_BOUND
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -70,6 +72,10 @@ class Template(_Model):
     user: str
     assistant: str
     nonnegative: tuple[str, ...] = ()
+    # Numbers rendered with a numeric format spec must lie strictly inside (-bound, bound); a template file may
+    # set its own (``bound = 1e15``).
+    bound: float = Field(DEFAULT_BOUND, gt=0, allow_inf_nan=False,
+                         description="Values at or beyond this magnitude are refused as absurd.")
 
 
 class FormatPlan(_Model):
