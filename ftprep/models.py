@@ -156,6 +156,7 @@ class TokenStats(_Model):
     total: int
     billable: int
     over_limit: int
+    estimated: int = 0  # examples whose count includes tools or calls, estimated as OpenAI's cookbook does
 
 
 class FileReport(_Model):
@@ -171,6 +172,7 @@ class ValidationReport(_Model):
     model: str
     encoding: str
     token_counts_estimated: str | None = None  # why counts are estimates, when they are
+    tool_token_estimates: str | None = None  # set when tools/calls were counted: those counts are estimates
     files: tuple[FileReport, ...]
     findings: tuple[Finding, ...]
     epochs: int | None = None

@@ -25,7 +25,7 @@ from prefect import task
 
 from ftprep.caching import FileContent
 from ftprep.errors import InputError, UnsafePickleError
-from ftprep.fsio import sha256_file
+from ftprep.fsio import file_problem, sha256_file
 from ftprep.models import DatasetRef
 from ftprep.records import Record, RecordStore
 from tasks import PIPELINE_CACHE
@@ -313,14 +313,14 @@ def detect_format(path: Path) -> str:
 
 
 def check_readable(path: Path, option: str = "") -> None:
-    if not path.exists():
+    problem = file_problem(path)  # never opens a FIFO (that would block)
+    if problem == "does not exist":
         raise InputError(f"{path} does not exist; check the path{' given to ' + option if option else ''}")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; give a dataset file (.pkl, .csv, .jsonl or .parquet)")
+    if problem is not None:
+        raise InputError(f"{path} {problem}; give a dataset file (.pkl, .csv, .jsonl or .parquet)"
+                         + ("" if problem == "is a directory" else " you can read"))
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty; give a dataset file with records")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"{path} is not readable; check its permissions")
 
 
 def read_records(path: str | os.PathLike) -> Sequence[Record]:
