@@ -272,8 +272,10 @@ def _lenient_json(line: bytes, where: str) -> Any:
     except RecursionError:  # orjson stops at 1024 levels; Python's json recurses until it cannot
         raise InputError(f"{where} nests JSON arrays or objects too deeply; flatten or remove that line") from None
     try:
-        orjson.dumps(obj)  # the only thing json accepts that orjson cannot write back: a lone surrogate
-    except orjson.JSONEncodeError:
+        orjson.dumps(obj)  # what json accepts and orjson cannot write back: a lone surrogate, or a huge integer
+    except orjson.JSONEncodeError as e:
+        if "surrogate" not in str(e):
+            return obj  # an integer beyond 64 bits: the template's numeric check names it
         raise InputError(f"{where} holds text that is not valid Unicode (a lone surrogate such as \\ud800); fix "
                          "or remove that line") from None
     return obj

@@ -261,7 +261,8 @@ def test_jsonl_lines_that_json_libraries_choke_on_are_one_clear_error(tmp_path, 
         read_records(path)
 
 
-def test_nan_written_by_pythons_json_still_loads_for_the_template_to_refuse(tmp_path):
+def test_nan_and_huge_integers_still_load_for_the_template_to_refuse(tmp_path):
     path = tmp_path / "nan.jsonl"
-    path.write_text('{"prompt": "x", "price": NaN}\n')
-    assert math.isnan(read_records(path)[0]["price"])
+    path.write_text('{"prompt": "x", "price": NaN}\n{"prompt": "y", "price": 1' + "0" * 400 + "}\n")
+    records = read_records(path)
+    assert math.isnan(records[0]["price"]) and records[1]["price"] == 10**400
