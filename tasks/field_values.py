@@ -58,6 +58,8 @@ def no_negative_zero(spec: str) -> str:
 
 
 class RecordError(Exception):
+    """A field of a record that cannot be written; the renderer adds the record's position."""
+
     def __init__(self, field: str, problem: str):
         self.field, self.problem = field, problem
 
