@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +14,41 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
+# Errors of the disk, not of the program: a full disk or quota, a file too large, a read-only or failing device.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+
+
+def is_disk_error(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in _DISK_ERRORS
+
+
+def disk_error(e: OSError, target: str | os.PathLike) -> Exception:
+    """The one-line :class:`~ftprep.errors.InputError` for a disk error (:func:`is_disk_error`) writing ``target``."""
+    from ftprep.errors import InputError
+
+    return InputError(f"cannot write {target}: {e.strerror or e} (errno {errno.errorcode.get(e.errno, e.errno)}); "
+                      "free some space or choose another --out; nothing was written there")
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as a data file ("does not exist", "is a directory", "is a FIFO...",
+    "is not readable (...)"), or None. Never blocks: a FIFO is recognised by its type, not opened."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket or device"
+        return f"is {kind}, not a regular file"
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as e:
+        return f"is not readable ({e.strerror})"
+    return None
 
 
 def _umask() -> int:
@@ -52,12 +89,22 @@ def staged(target: str | os.PathLike, mode: str = "wb") -> Iterator[tuple[Binary
     for the caller to move into place (:func:`commit`) so several files can be committed together.
     """
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        if is_disk_error(e):
+            raise disk_error(e, target) from None
+        raise
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: follow the umask like any other new file
     path = Path(tmp)
     try:
         with os.fdopen(fd, mode) as f:
             yield f, path
+    except OSError as e:  # a full disk (ENOSPC) while writing or flushing: one line, no partial file
+        path.unlink(missing_ok=True)
+        if is_disk_error(e):
+            raise disk_error(e, target) from None
+        raise
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ftprep.numeric import DEFAULT_BOUND
 from ftprep.openai_models import MIN_EXAMPLES
 
 
@@ -81,6 +82,10 @@ class Template(_Model):
     user: str
     assistant: str
     nonnegative: tuple[str, ...] = ()
+    # Numbers rendered with a numeric format spec must lie strictly inside (-bound, bound); a template file may
+    # set its own (``bound = 1e15``).
+    bound: float = Field(DEFAULT_BOUND, gt=0, allow_inf_nan=False,
+                         description="Values at or beyond this magnitude are refused as absurd.")
 
 
 class FormatPlan(_Model):
@@ -168,6 +173,7 @@ class TokenStats(_Model):
     total: int
     billable: int
     over_limit: int
+    estimated: int = 0  # examples whose count includes tools or calls, estimated as OpenAI's cookbook does
 
 
 class FileReport(_Model):
@@ -183,6 +189,7 @@ class ValidationReport(_Model):
     model: str
     encoding: str
     token_counts_estimated: str | None = None  # why counts are estimates, when they are
+    tool_token_estimates: str | None = None  # set when tools/calls were counted: those counts are estimates
     files: tuple[FileReport, ...]
     findings: tuple[Finding, ...]
     epochs: int | None = None

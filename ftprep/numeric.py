@@ -17,7 +17,8 @@ class NumericError(ValueError):
         self.problem = problem
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """None, pandas.NA, pandas.NaT or numpy NaT: an empty cell, whatever the loader."""
     if value is None:
         return True
     try:  # pandas.NA, pandas.NaT, numpy.datetime64("NaT") without importing pandas
@@ -29,7 +30,7 @@ def _is_missing(value: Any) -> bool:
 def to_number(value: Any) -> float | int | Decimal:
     """The value as a Python number: float, int and Decimal as they are, numpy/pandas scalars unwrapped, numeric
     strings parsed. Raises :class:`NumericError` for anything else (booleans included: ``True`` is not $1.00)."""
-    if _is_missing(value):
+    if is_missing(value):
         raise NumericError("is empty (None/NaN)")
     if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
         raise NumericError(f"is a boolean ({value!r}), not a number")

@@ -1,4 +1,4 @@
-"""Token counting as OpenAI's cookbook counts chat tokens, offline, with a labelled fallback.
+"""Token counting as OpenAI's cookbook counts chat tokens, tools and calls, offline, with a labelled fallback.
 
 tiktoken reads its encodings from ``TIKTOKEN_CACHE_DIR`` when set (tests and CI point it at
 ``../shared/tiktoken-cache``). When the encoding cannot be loaded (no cache, no network), counts fall
@@ -8,8 +8,11 @@ back to an estimate of one token per 4 bytes of UTF-8, and every report says so.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 TOKENS_PER_MESSAGE, TOKENS_PER_NAME, TOKENS_PER_REPLY = 3, 1, 3
 
@@ -52,3 +55,107 @@ def count_chat_tokens(messages: list[dict[str, Any]], count: Callable[[str], int
             if key == "name":
                 total += TOKENS_PER_NAME
     return total
+
+
+# ------------------------------------------------------------------------------- tools and function calls
+# OpenAI publishes no exact rule for tools: these are the cookbook's constants for function definitions
+# (``num_tokens_for_tools``: func_init, prop_init, prop_key, enum_init, enum_item, func_end), by encoding.
+TOOL_CONSTANTS = {"o200k_base": (7, 3, 3, -3, 3, 12), "cl100k_base": (10, 3, 3, -3, 3, 12)}
+TOKENS_PER_CALL = 3  # a call's name and arguments, framed like a message (an estimate, as the cookbook's)
+UPPER_MARGIN = 32  # the fixed text around tool definitions when the model sees them ("namespace functions {...")
+TOOL_ESTIMATE_NOTE = ("examples with tools, functions, tool_calls or function_call are counted as estimates, the way "
+                      "OpenAI's cookbook counts function definitions and calls; the per-example limit is checked "
+                      "against an upper bound (a token is at least one UTF-8 byte), so it never under-counts")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def count_function_definitions(definitions: Any, count: Callable[[str], int], encoding: str) -> int:
+    """The cookbook's ``num_tokens_for_tools`` for ``tools`` (or legacy ``functions``), made total: parts it
+    does not read (nested schemas, odd shapes) are counted as their JSON text instead of being skipped."""
+    if not isinstance(definitions, list) or not definitions:
+        return count(_json(definitions)) if definitions else 0
+    func_init, prop_init, prop_key, enum_init, enum_item, func_end = TOOL_CONSTANTS.get(
+        encoding, TOOL_CONSTANTS["o200k_base"])
+    total = func_end
+    for tool in definitions:
+        function = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(function, dict):
+            total += func_init + count(_json(tool))
+            continue
+        description = str(function.get("description") or "").removesuffix(".")
+        total += func_init + count(f"{function.get('name', '')}:{description}")
+        parameters = function.get("parameters")
+        properties = parameters.get("properties") if isinstance(parameters, dict) else None
+        if not isinstance(properties, dict):
+            total += count(_json(parameters)) if parameters else 0
+            continue
+        if properties:
+            total += prop_init
+        for key, prop in properties.items():
+            total += prop_key
+            if not isinstance(prop, dict):
+                total += count(f"{key}:{_json(prop)}")
+                continue
+            enum = prop.get("enum")
+            if isinstance(enum, list):
+                total += enum_init + sum(enum_item + count(str(item)) for item in enum)
+            p_desc = str(prop.get("description") or "").removesuffix(".")
+            total += count(f"{key}:{prop.get('type', '')}:{p_desc}")
+            rest = {k: v for k, v in prop.items() if k not in ("type", "description", "enum")}
+            if rest:  # nested objects, array items, formats: the cookbook skips them; their JSON text counts
+                total += count(_json(rest))
+    return total
+
+
+def count_calls(message: dict[str, Any], count: Callable[[str], int]) -> int:
+    """An assistant message's ``tool_calls`` and ``function_call``: per call its name and arguments (an estimate)."""
+    calls = message.get("tool_calls")
+    calls = list(calls) if isinstance(calls, list) else ([calls] if calls else [])
+    if message.get("function_call"):
+        calls.append({"function": message["function_call"]})
+    total = 0
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            total += TOKENS_PER_CALL + count(_json(call))
+            continue
+        arguments = function.get("arguments", "")
+        total += TOKENS_PER_CALL + count(str(function.get("name", "")))
+        total += count(arguments if isinstance(arguments, str) else _json(arguments))
+    return total
+
+
+@dataclass(slots=True)
+class ExampleTokens:
+    tokens: int  # the count (exact for message text with tiktoken; estimated for tools and calls)
+    upper: int  # never below the true count: what the per-example limit is checked against
+    estimated: bool  # does ``tokens`` include estimated parts (tools, functions, calls)?
+
+
+def count_example(example: dict[str, Any], raw_size: int, count: Callable[[str], int], encoding: str,
+                  exact: bool) -> ExampleTokens:
+    """Tokens of one fine-tuning example: its messages as the cookbook counts them, plus its tool definitions
+    and calls as the cookbook counts functions. ``upper`` replaces every estimated part by its UTF-8 bytes
+    (all of ``raw_size`` when the encoding is unavailable, ``exact`` False), plus a margin."""
+    messages = example["messages"]
+    text = count_chat_tokens(messages, count)
+    extra = uncertain_bytes = 0
+    for key in ("tools", "functions"):
+        if example.get(key):
+            extra += count_function_definitions(example[key], count, encoding)
+            uncertain_bytes += len(orjson.dumps(example[key]))
+    for message in messages:
+        if message.get("tool_calls") or message.get("function_call"):
+            extra += count_calls(message, count)
+            uncertain_bytes += len(orjson.dumps([message.get("tool_calls"), message.get("function_call")]))
+    tokens = text + extra
+    if not exact:
+        upper = raw_size + UPPER_MARGIN
+    elif uncertain_bytes:
+        upper = text + uncertain_bytes + UPPER_MARGIN
+    else:
+        upper = tokens
+    return ExampleTokens(tokens=tokens, upper=max(upper, tokens), estimated=bool(uncertain_bytes))

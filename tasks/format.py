@@ -22,8 +22,19 @@ from prefect import get_run_logger, task
 
 from ftprep.errors import TemplateError
 from ftprep.models import DatasetRef, FormatPlan, SplitPlan, Template
+from ftprep.numeric import DEFAULT_BOUND
 from ftprep.records import RecordStore
 from tasks import PIPELINE_CACHE
+from tasks.field_values import (
+    RecordError,
+    bad_text_field,
+    check_spec,
+    checked,
+    convert_number,
+    convert_text,
+    no_negative_zero,
+    numeric_spec,
+)
 
 # ------------------------------------------------------------------------------------------- presets
 COURSE_SYSTEM = "You estimate prices of items. Reply only with the price, no explanation"
@@ -75,9 +86,8 @@ def _prompt(record: Mapping[str, Any]) -> str:
     title = record.get("title")
     if not (isinstance(title, str) and title and isinstance(body, str) and body):
         raise KeyError("prompt")
-    price = record.get("price")
-    if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price):
-        raise _RecordError("price", f"is {price!r}, not a finite number")
+    # the one numeric check (check_number), as for a template's numeric fields: Decimal, numpy, strings, -0, absurd
+    price = checked(record.get("price"), "price", True, DEFAULT_BOUND)
     return f"{COURSE_QUESTION}\n\n{title}\n{body}\n\n{PRICE_PREFIX}{round(price)}.00"
 
 
@@ -99,12 +109,16 @@ def load_template_file(path: Path) -> Template:
         raise TemplateError(f"template file {path} cannot be read ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
         raise TemplateError(f"template file {path} must hold an object with user and assistant keys")
-    unknown = set(data) - {"name", "system", "user", "assistant", "nonnegative"}
+    unknown = set(data) - {"name", "system", "user", "assistant", "nonnegative", "bound"}
     if unknown or "user" not in data or "assistant" not in data:
         raise TemplateError(
-            f"template file {path} needs string keys user and assistant (optional: system, nonnegative); "
+            f"template file {path} needs string keys user and assistant (optional: system, nonnegative, bound); "
             f"found {', '.join(sorted(data)) or 'none'}"
         )
+    bound = data.get("bound", 1.0)
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
+        raise TemplateError(f"template file {path}: bound must be a positive finite number, like 1e15 "
+                            f"(got {bound!r})")
     data.setdefault("name", path.stem)
     nonneg = data.get("nonnegative", [])
     if not (isinstance(nonneg, list) and all(isinstance(x, str) for x in nonneg)):
@@ -136,11 +150,11 @@ def resolve_template(spec: str) -> Template:
 
 _Piece = tuple[str, str | None, str]  # literal, field name, format spec
 
-
 def _parse(text: str, where: str) -> list[_Piece]:
     try:
+        text.encode("utf-8")
         parsed = list(string.Formatter().parse(text))
-    except ValueError as e:
+    except (ValueError, UnicodeEncodeError) as e:
         raise TemplateError(
             f"template {where} is invalid ({e}); write fields as {{name}} and braces as {{{{ }}}}"
         ) from None
@@ -151,6 +165,7 @@ def _parse(text: str, where: str) -> list[_Piece]:
                 raise TemplateError(f"template {where} field {{{name}}} is not a plain field name")
             if conversion:
                 raise TemplateError(f"template {where} field {{{name}!{conversion}}}: conversions are not supported")
+            check_spec(spec or "", name, where)
         pieces.append((literal, name, spec or ""))
     return pieces
 
@@ -179,27 +194,6 @@ def check_fields(template: Template, data: DatasetRef) -> None:
         )
 
 
-class _RecordError(Exception):
-    def __init__(self, field: str, problem: str):
-        self.field, self.problem = field, problem
-
-
-def _convert(value: Any, name: str, spec: str, nonnegative: bool) -> str:
-    """The slow, careful path from a field value to text (the generated fast path handles plain cases)."""
-    if value is None:
-        raise _RecordError(name, "is empty (None/NaN)")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _RecordError(name, f"is {value}")
-    if nonnegative and isinstance(value, (int, float)) and value < 0:
-        raise _RecordError(name, f"is negative ({value})")
-    if not spec:
-        return value if isinstance(value, str) else str(value)
-    try:
-        return format(value, spec)
-    except (ValueError, TypeError):
-        raise _RecordError(name, f"is {value!r}, which does not fit format {{:{spec}}}") from None
-
-
 class Renderer:
     """``render(record, position)`` gives one JSONL line; ``render.chunk(records, positions)`` many, joined.
 
@@ -221,7 +215,7 @@ class Renderer:
     def chunk(self, records: Sequence[Mapping[str, Any]], positions: Sequence[int]) -> bytes:
         try:
             return self._chunk(records, positions)
-        except _RecordError as e:
+        except RecordError as e:
             raise TemplateError(
                 f"record {e.position}: field {e.field!r} {e.problem}; fix or drop that record "
                 f"(template {self.template.name!r})"
@@ -248,7 +242,10 @@ def _fits_float(spec: str) -> bool:
 
 
 def _generate(template: Template) -> tuple[str, dict[str, Any]]:
-    env: dict[str, Any] = {"dumps": orjson.dumps, "convert": _convert, "RecordError": _RecordError}
+    env: dict[str, Any] = {"dumps": orjson.dumps, "convert": convert_text, "number": convert_number,
+                           "RecordError": RecordError,
+                           "EncodeError": orjson.JSONEncodeError, "bad_text": bad_text_field,
+                           "NAMES": template_fields(template), "B": float(template.bound)}
     values: list[str] = []  # lines computing s0, s1, ... (one per field occurrence)
     segments: list[str] = []  # the expression of the line, as pieces joined by " + "
     constant = b'{"messages":['
@@ -274,16 +271,24 @@ def _generate(template: Template) -> tuple[str, dict[str, Any]]:
             if name in DERIVED:
                 env[f"D_{name}"] = DERIVED[name][0]
                 fetch = f"(record[{name!r}] if {name!r} in record else D_{name}(record))"
-            if spec:
-                fast = f"type(v) is float and v - v == 0.0{' and v >= 0.0' if nonneg else ''}"
-                slow = f"convert(v, f, {spec!r}, {nonneg})"
-                if not _fits_float(spec):
+            if numeric_spec(spec):
+                # Fast path: a plain finite float strictly inside the bound, not zero (so not -0.0), and > 0 for a
+                # non-negative field (NaN fails every comparison). Everything else (ints, Decimals, numpy
+                # scalars, strings, -0.0, NaN, inf, absurd values) takes the careful path through check_number.
+                fmt = no_negative_zero(spec)
+                fast = ("type(v) is float and " + ("0.0 < v < B" if nonneg else "-B < v < B and v != 0.0"))
+                if not _fits_float(fmt):
                     fast = "False"  # e.g. {n:d}: every value takes the careful path, which names a misfit
                 values.append(f"f = {name!r}; v = {fetch}\n"
-                              f"            s{k} = format(v, {spec!r}) if {fast} else {slow}")
+                              f"            s{k} = format(v, {fmt!r}) if {fast} else "
+                              f"number(v, f, {fmt!r}, {spec!r}, {nonneg}, B)")
+            elif spec:
+                values.append(f"f = {name!r}; v = {fetch}\n"
+                              f"            s{k} = convert(v, f, {spec!r}, {nonneg})")
             else:
                 values.append(f"f = {name!r}; v = {fetch}\n"
-                              f"            s{k} = v if type(v) is str else convert(v, f, '', {nonneg})")
+                              f"            s{k} = " + ("" if nonneg else "v if type(v) is str else ")
+                              + f"convert(v, f, '', {nonneg})")
             parts.append(f"s{k}")
         env[f"C{len(env)}"] = constant + head
         segments.append(f"C{len(env) - 1}")
@@ -309,6 +314,11 @@ def render_chunk(records, positions):
     except RecordError as error:
         error.position = i
         raise
+    except EncodeError:  # text that is not valid Unicode (a lone surrogate)
+        error = RecordError(bad_text(record, NAMES), "holds text that is not valid Unicode (a lone surrogate); "
+                            "fix the text")
+        error.position = i
+        raise error from None
     return b"".join(out)
 """
     return body, env

@@ -16,6 +16,7 @@ import os
 import pickle
 import struct
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from prefect import task
 
 from ftprep.caching import FileContent
 from ftprep.errors import InputError, UnsafePickleError
-from ftprep.fsio import sha256_file
+from ftprep.fsio import file_problem, sha256_file
 from ftprep.models import DatasetRef
 from ftprep.pause import pause_point
 from ftprep.records import Record, RecordStore
@@ -100,10 +101,18 @@ def _numpy_scalar(dtype: _NumpyDtype, data: bytes) -> Any:
     return struct.unpack(order + code, data)[0]
 
 
+def _bytearray(source: Any = b"", *args: Any, limit: int) -> bytearray:
+    # bytearray(n) is n zero bytes: a 20-byte pickle could ask for terabytes. Python never pickles a bytearray
+    # that way (its content is in the file), so a size beyond the file itself is refused.
+    if isinstance(source, int) and not 0 <= source <= limit:
+        raise UnsafePickleError(f"pickle asks for a bytearray of {source:,} bytes, more than the file holds")
+    return bytearray(source, *args)
+
+
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _bytearray,
     ("builtins", "complex"): complex,
     ("builtins", "object"): object,
     ("copyreg", "_reconstructor"): _reconstructor,
@@ -116,10 +125,35 @@ _SAFE_MODULE_TYPES = {"datetime": {"datetime", "date", "time", "timedelta", "tim
                       "decimal": {"Decimal"}, "collections": {"OrderedDict"}}
 
 
+class _Allowed:
+    """What the unpickler hands out for an allowed global: it can be called, nothing else.
+
+    BUILD (the pickle's state-setting opcode) calls ``__setstate__`` when an object has one; here it refuses,
+    so a data file cannot set ``__defaults__`` or attributes on ftprep's own functions and classes (which
+    would last for the rest of a long-lived process, ``ftprep serve`` or a worker).
+    """
+
+    __slots__ = ("_target", "_name")
+
+    def __init__(self, target: Any, name: str):
+        self._target, self._name = target, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(a._target if isinstance(a, _Allowed) else a for a in args)  # copyreg._reconstructor's object
+        return self._target(*args, **kwargs)
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafePickleError(f"pickle tries to set state on {self._name}")
+
+    def __repr__(self) -> str:
+        return self._name
+
+
 class _SafeUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedReader):
+    def __init__(self, file: io.BufferedReader, size: int):
         super().__init__(file)
         self._placeholders: dict[tuple[str, str], type] = {}
+        self._size = size
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 names in protocol 0-2 pickles (what the standard find_class maps for fix_imports)
@@ -127,9 +161,12 @@ class _SafeUnpickler(pickle.Unpickler):
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _SAFE_GLOBALS:
-            return _SAFE_GLOBALS[(module, name)]
-        if name in _SAFE_MODULE_TYPES.get(module, ()):
-            return super().find_class(module, name)  # stdlib value types: constructing them runs nothing
+            target = _SAFE_GLOBALS[(module, name)]
+            if target is _bytearray:
+                target = partial(_bytearray, limit=self._size)
+            return _Allowed(target, f"{module}.{name}")
+        if name in _SAFE_MODULE_TYPES.get(module, ()):  # stdlib value types: constructing them runs nothing
+            return _Allowed(super().find_class(module, name), f"{module}.{name}")
         key = (module, name)
         if key not in self._placeholders:
             cls = _PlaceholderMeta(name, (_Placeholder,), {"__module__": module, "__qualname__": name})
@@ -149,14 +186,17 @@ def _plain(value: Any) -> Any:
 def read_pickle(path: Path) -> list[Record]:
     with open(path, "rb") as f:
         try:
-            data = _SafeUnpickler(f).load()
+            data = _SafeUnpickler(f, os.fstat(f.fileno()).st_size).load()
         except UnsafePickleError as e:
             raise UnsafePickleError(f"{path}: refused: {e}; nothing was run") from None
+        except MemoryError:  # a length field far beyond the file (BINBYTES8, BYTEARRAY8, FRAME)
+            raise InputError(f"{path} is not a readable pickle (it declares an object larger than memory); "
+                             "check the file is complete or re-save it") from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error, IndexError,
-                KeyError, AttributeError) as e:
+                KeyError, AttributeError, ArithmeticError, RecursionError) as e:
             raise InputError(
-                f"{path} is not a readable pickle ({type(e).__name__}: {e}); check the file is complete "
-                "or re-save it"
+                f"{path} is not a readable pickle ({type(e).__name__}: {str(e)[:200]}); check the file is "
+                "complete or re-save it"
             ) from None
     if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()) and data:
         raise InputError(f"{path} holds a dict of lists ({', '.join(map(str, data))}); save one list of items")
@@ -224,11 +264,22 @@ def read_parquet(path: Path) -> ColumnRecords:
     return _frame_records(table.to_pandas())
 
 
-def _lenient_json(line: bytes) -> Any:
+def _lenient_json(line: bytes, where: str) -> Any:
+    """Python's json (NaN/Infinity, as Python writes them) for a line orjson refused; None if not JSON either."""
     try:
-        return json.loads(line.decode("utf-8"))
+        obj = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
+    except RecursionError:  # orjson stops at 1024 levels; Python's json recurses until it cannot
+        raise InputError(f"{where} nests JSON arrays or objects too deeply; flatten or remove that line") from None
+    try:
+        orjson.dumps(obj)  # what json accepts and orjson cannot write back: a lone surrogate, or a huge integer
+    except orjson.JSONEncodeError as e:
+        if "surrogate" not in str(e):
+            return obj  # an integer beyond 64 bits: the template's numeric check names it
+        raise InputError(f"{where} holds text that is not valid Unicode (a lone surrogate such as \\ud800); fix "
+                         "or remove that line") from None
+    return obj
 
 
 def read_jsonl(path: Path) -> list[Record]:
@@ -240,9 +291,11 @@ def read_jsonl(path: Path) -> list[Record]:
             try:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError as e:
-                obj = _lenient_json(line)  # NaN/Infinity, as Python's json writes them: checked later
+                obj = _lenient_json(line, f"{path}:{lineno}")  # NaN/Infinity: checked later, by the template
                 if obj is None:
                     what = "not UTF-8" if "utf-8" in str(e).lower() else "not valid JSON"
+                    if "depth limit" in str(e) or "recursion" in str(e):
+                        what = "nested too deeply (more than 1,024 levels)"
                     raise InputError(f"{path}:{lineno} is {what}; fix or remove that line") from None
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{lineno} is a JSON {type(obj).__name__}, not an object")
@@ -263,14 +316,14 @@ def detect_format(path: Path) -> str:
 
 
 def check_readable(path: Path, option: str = "") -> None:
-    if not path.exists():
+    problem = file_problem(path)  # never opens a FIFO (that would block)
+    if problem == "does not exist":
         raise InputError(f"{path} does not exist; check the path{' given to ' + option if option else ''}")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; give a dataset file (.pkl, .csv, .jsonl or .parquet)")
+    if problem is not None:
+        raise InputError(f"{path} {problem}; give a dataset file (.pkl, .csv, .jsonl or .parquet)"
+                         + ("" if problem == "is a directory" else " you can read"))
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty; give a dataset file with records")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"{path} is not readable; check its permissions")
 
 
 def read_records(path: str | os.PathLike) -> Sequence[Record]:

@@ -24,57 +24,16 @@ from prefect import get_run_logger, task
 
 from ftprep.caching import TokenCounting
 from ftprep.errors import InputError, ValidationFailed
+from ftprep.fsio import file_problem
 from ftprep.models import FileReport, Finding, TokenStats, ValidationReport, WrittenFiles
 from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION
 from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
 from ftprep.pause import pause_point
 from ftprep.redact import redact, redact_obj
-from ftprep.tokens import count_chat_tokens, text_counter
+from ftprep.tokens import TOOL_ESTIMATE_NOTE, count_example, text_counter
 from tasks import PIPELINE_CACHE
+from tasks.validation_checks import CHECKS, ERROR, WARNING
 from tasks.validation_report import render_markdown, render_text, stats_table, summary_line
-
-ERROR, WARNING = "error", "warning"
-
-# code -> (severity, what is wrong, what to do)
-CHECKS: dict[str, tuple[str, str, str]] = {
-    "bom": (ERROR, "file starts with a UTF-8 byte-order mark", "save the file as UTF-8 without BOM"),
-    "not_utf8": (ERROR, "line is not UTF-8", "re-save the file as UTF-8"),
-    "blank_line": (ERROR, "blank line", "remove blank lines: every line must be one JSON object"),
-    "invalid_json": (ERROR, "line is not valid JSON", "write exactly one JSON object per line"),
-    "not_object": (ERROR, "line is JSON but not an object", 'write one {"messages": [...]} object per line'),
-    "legacy_format": (ERROR, "legacy prompt/completion record",
-                      'convert to chat: {"messages": [{"role": "user", "content": <prompt>}, '
-                      '{"role": "assistant", "content": <completion>}]}'),
-    "missing_messages": (ERROR, "no 'messages' key", 'put the conversation in a "messages" list'),
-    "messages_not_list": (ERROR, "'messages' is not a list", 'make "messages" a list of message objects'),
-    "messages_empty": (ERROR, "'messages' is empty", "give each example at least a user and an assistant message"),
-    "unknown_key": (ERROR, "unknown key in the example", "keep only messages, tools, functions, parallel_tool_calls"),
-    "message_not_object": (ERROR, "a message is not an object", 'write each message as {"role": ..., "content": ...}'),
-    "missing_role": (ERROR, "a message has no role", "give every message a role"),
-    "invalid_role": (ERROR, "a message has a role OpenAI does not accept",
-                     "use system, developer, user, assistant, tool or function"),
-    "missing_content": (ERROR, "a message has no content", "give every message a content string"),
-    "empty_content": (ERROR, "a message has empty content", "fill in the content or drop the example"),
-    "invalid_content": (ERROR, "a message's content is neither a string nor valid content parts",
-                        'use a string, or a list of {"type": "text", "text": ...} parts'),
-    "unknown_message_key": (ERROR, "a message has an unknown key",
-                            "keep only role, content, name, weight, tool_calls, tool_call_id, function_call"),
-    "invalid_weight": (ERROR, "a message's weight is not 0 or 1", "set weight to 0 or 1, or remove it"),
-    "no_assistant": (ERROR, "no assistant message", "end each example with the assistant's answer"),
-    "too_few_examples": (ERROR, f"fewer than {MIN_EXAMPLES} examples (OpenAI's minimum)",
-                         f"add examples: OpenAI needs at least {MIN_EXAMPLES} per file"),
-    "too_many_tokens": (ERROR, "example is over the model's per-example token limit",
-                        "shorten or split those examples, or drop them"),
-    "duplicate_example": (ERROR, "example repeats an earlier line", "remove the repeated lines"),
-    "leakage_exact": (ERROR, "validation example is also in the training file",
-                      "remove it from one of the files: validation must be unseen data"),
-    "leakage_prompt": (ERROR, "validation example has the same user prompt as a training example",
-                       "remove it from one of the files: validation prompts must be unseen"),
-    "missing_system": (WARNING, "no system message", "fine if intended; the model will be trained without one"),
-    "missing_user": (WARNING, "no user message", "add the user's input unless this is intended"),
-    "consecutive_roles": (WARNING, "two consecutive messages have the same role",
-                          "merge them unless this is intended"),
-}
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 EXAMPLE_KEYS = {"messages", "tools", "functions", "parallel_tool_calls"}
@@ -90,6 +49,8 @@ class LineResult:
     lineno: int
     codes: list[str] = field(default_factory=list)
     tokens: int | None = None
+    upper: int | None = None  # never below the true count: what the per-example limit is checked against
+    estimated: bool = False  # tools or calls were counted as estimates
     example: bytes | None = None  # digest of the whole example, for duplicates and leakage
     prompt: bytes | None = None  # digest of its user messages, for prompt leakage
 
@@ -116,8 +77,9 @@ def _content_ok(content: Any) -> bool | None:
     return None
 
 
-def check_example(raw: bytes, lineno: int, count) -> LineResult:
-    """Check one line of a chat fine-tuning file; count its tokens if it is well-formed."""
+def check_example(raw: bytes, lineno: int, count, encoding: str = "o200k_base", exact: bool = True) -> LineResult:
+    """Check one line of a chat fine-tuning file; count its tokens (:func:`ftprep.tokens.count_example`) if it is
+    well-formed."""
     result = LineResult(lineno)
     codes = result.codes
     if not raw.strip():
@@ -190,13 +152,14 @@ def check_example(raw: bytes, lineno: int, count) -> LineResult:
     if users:
         result.prompt = _digest("\x00".join(users).encode())
     if well_formed:
-        result.tokens = count_chat_tokens(messages, count)
+        counted = count_example(obj, len(raw), count, encoding, exact)
+        result.tokens, result.upper, result.estimated = counted.tokens, counted.upper, counted.estimated
     return result
 
 
 def _check_chunk(encoding: str, lines: list[tuple[int, bytes]]) -> list[LineResult]:
-    count, _ = text_counter(encoding)
-    return [check_example(raw, lineno, count) for lineno, raw in lines]
+    count, fallback = text_counter(encoding)
+    return [check_example(raw, lineno, count, encoding, fallback is None) for lineno, raw in lines]
 
 
 # ----------------------------------------------------------------------------------------- one file
@@ -225,6 +188,7 @@ class _FileScan:
     role: str
     examples: int = 0
     tokens: list[int] = field(default_factory=list)
+    estimated: int = 0  # examples whose count includes estimated tools or calls
     lines: dict[str, list[int]] = field(default_factory=dict)  # code -> line numbers
     example_lines: dict[bytes, int] = field(default_factory=dict)  # digest -> first line
     prompt_lines: dict[bytes, int] = field(default_factory=dict)
@@ -257,7 +221,8 @@ def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExe
             scan.examples += 1
             if r.tokens is not None:
                 scan.tokens.append(r.tokens)
-                if r.tokens > limit:
+                scan.estimated += r.estimated
+                if r.upper > limit:  # the upper bound: an estimate must never let an example through
                     scan.add("too_many_tokens", r.lineno)
             if r.example is not None:
                 first = scan.example_lines.setdefault(r.example, r.lineno)
@@ -279,7 +244,7 @@ def _repeat(value: Any) -> Iterator[Any]:
         yield value
 
 
-def _stats(tokens: list[int], limit: int, examples: int) -> TokenStats | None:
+def _stats(tokens: list[int], limit: int, examples: int, estimated: int) -> TokenStats | None:
     if not tokens:
         return None
     ordered = sorted(tokens)
@@ -288,7 +253,7 @@ def _stats(tokens: list[int], limit: int, examples: int) -> TokenStats | None:
     p90 = ordered[min(n - 1, math.ceil(0.9 * n) - 1)]
     return TokenStats(examples=examples, min=ordered[0], median=median, p90=p90, max=ordered[-1],
                       total=sum(ordered), billable=sum(min(t, limit) for t in ordered),
-                      over_limit=sum(1 for t in ordered if t > limit))
+                      over_limit=sum(1 for t in ordered if t > limit), estimated=estimated)
 
 
 def _finding(code: str, path: Path, lines: list[int], detail: str = "") -> Finding:
@@ -306,11 +271,9 @@ def validate_files(
 ) -> ValidationReport:
     """Validate JSONL files given as (path, role) with role "train", "validation" or "file"."""
     spec = model_spec(model)
-    for path, _ in files:
-        if not path.exists():
-            raise InputError(f"{path} does not exist; check the path")
-        if path.is_dir():
-            raise InputError(f"{path} is a directory; give a .jsonl file")
+    for path, _ in files:  # one line for a missing file, a folder, a FIFO (never opened: it would block)...
+        if (problem := file_problem(path)) is not None:
+            raise InputError(f"{path} {problem}; give a readable .jsonl file")
     _, estimated = text_counter(spec.encoding)
     total_bytes = sum(p.stat().st_size for p, _ in files)
     workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -320,7 +283,12 @@ def validate_files(
 
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
-        scans = [_scan(path, role, spec.encoding, spec.max_tokens_per_example, pool) for path, role in files]
+        scans = []
+        for path, role in files:
+            try:
+                scans.append(_scan(path, role, spec.encoding, spec.max_tokens_per_example, pool))
+            except OSError as e:  # a read error (EIO, a file removed or made unreadable meanwhile)
+                raise InputError(f"{path} cannot be read ({e.strerror or e}); check the file") from None
     finally:
         if pool is not None:
             pool.shutdown()
@@ -348,7 +316,8 @@ def validate_files(
                                      f" ({len(prompt)} of {validation.examples})"))
 
     reports = tuple(FileReport(path=str(s.path), role=s.role, examples=s.examples,
-                               tokens=_stats(s.tokens, spec.max_tokens_per_example, s.examples)) for s in scans)
+                               tokens=_stats(s.tokens, spec.max_tokens_per_example, s.examples, s.estimated))
+                    for s in scans)
     billed = train if train is not None else (scans[0] if len(scans) == 1 else None)
     epochs = billable = cost = None
     price = training_price(model, price_per_1m)
@@ -359,7 +328,9 @@ def validate_files(
     order = {ERROR: 0, WARNING: 1}
     findings.sort(key=lambda f: (order[f.severity], f.file, f.lines[:1]))
     as_of = PRICES_AS_OF if price == spec.training_usd_per_1m_tokens else None  # the table's price, dated
+    tools_estimated = TOOL_ESTIMATE_NOTE if any(s.estimated for s in scans) else None
     return ValidationReport(model=model, encoding=spec.encoding, token_counts_estimated=estimated,
+                            tool_token_estimates=tools_estimated,
                             files=reports, findings=tuple(findings), epochs=epochs, billable_tokens=billable,
                             price_per_1m_tokens=price, price_as_of=as_of, estimated_cost_usd=cost)
 

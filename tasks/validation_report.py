@@ -21,10 +21,12 @@ def render_text(report: ValidationReport) -> str:
         if f.tokens:
             t = f.tokens
             line += (f"; tokens per example min {t.min:,}, median {t.median:,.0f}, p90 {t.p90:,}, max {t.max:,}; "
-                     f"total {t.total:,}")
+                     f"total {t.total:,}" + (f" ({t.estimated:,} examples estimated)" if t.estimated else ""))
         out.append(line)
     if report.token_counts_estimated:
         out.append(f"note: {report.token_counts_estimated}")
+    if report.tool_token_estimates:
+        out.append(f"note: {report.tool_token_estimates}")
     if report.billable_tokens is not None:
         out.append(f"training: {report.billable_tokens:,} billable tokens x {report.epochs} epochs (OpenAI's "
                    f"default for this size) at ${report.price_per_1m_tokens:.2f}/1M tokens ({report.model}"
@@ -41,8 +43,9 @@ def render_markdown(report: ValidationReport) -> str:
     out = [f"# Validation: {'valid' if report.ok else 'NOT valid'}", "",
            f"{report.errors} error(s), {report.warnings} warning(s); model `{report.model}`, "
            f"encoding `{report.encoding}`.", ""]
-    if report.token_counts_estimated:
-        out += [f"> {report.token_counts_estimated}", ""]
+    for note in (report.token_counts_estimated, report.tool_token_estimates):
+        if note:
+            out += [f"> {note}", ""]
     if report.findings:
         out += ["| severity | code | where | problem | remedy |", "|---|---|---|---|---|"]
         out += [f"| {f.severity} | `{f.code}` | {_where(f)} | {f.message} | {f.remedy} |" for f in report.findings]
@@ -56,7 +59,7 @@ def render_markdown(report: ValidationReport) -> str:
 
 def stats_table(report: ValidationReport) -> list[dict]:
     return [{"role": f.role, "file": Path(f.path).name, "examples": f.examples,
-             **({k: getattr(f.tokens, k) for k in ("min", "median", "p90", "max", "total", "billable")}
+             **({k: getattr(f.tokens, k) for k in ("min", "median", "p90", "max", "total", "billable", "estimated")}
                 if f.tokens else {})} for f in report.files]
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -56,6 +61,13 @@ class _Evil:
         return (os.system, ("touch pwned",))
 
 
+def pickled_items(n: int = 20, **overrides) -> bytes:
+    import pickle
+
+    rows = [{"prompt": PROMPT.format(i), "price": Decimal(3 + i)} | overrides.get(f"r{i}", {}) for i in range(n)]
+    return pickle.dumps(rows)
+
+
 def make_inputs(tmp_path: Path) -> None:
     import pickle
 
@@ -73,6 +85,26 @@ def make_inputs(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text('user = "{prompt"\nassistant = "x"\n')
     (tmp_path / "val-overlap.jsonl").write_text(items(3))
     (tmp_path / "blocker").write_text("a file, not a folder")
+    # issue 10, section 3: every type a loader produces passes the same numeric check
+    (tmp_path / "decimal-nan.pkl").write_bytes(pickled_items(r3={"price": Decimal("NaN")}))
+    (tmp_path / "decimal-negative.pkl").write_bytes(pickled_items(r5={"price": Decimal("-5.00")}))
+    (tmp_path / "bool.jsonl").write_text(items(r2={"price": True}))
+    (tmp_path / "huge-int.jsonl").write_text(items(r7={"price": 10**400}))
+    (tmp_path / "text-price.csv").write_text("prompt,price\n" + "".join(
+        f'"{PROMPT.format(i)}",{"cheap" if i == 4 else i + 1}\n' for i in range(20)))
+    # section 4: no input can crash a run
+    lines = items().splitlines(keepends=True)
+    (tmp_path / "surrogate.jsonl").write_text("".join(lines[:3]) + '{"prompt": "Thing \\ud800", "price": 1}\n')
+    (tmp_path / "nested.jsonl").write_text("".join(lines[:3]) + '{"prompt": "x", "price": ' + "[" * 100_000
+                                           + "]" * 100_000 + "}\n")
+    (tmp_path / "bytearray.pkl").write_bytes(b"\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x7f\x85R.")
+    (tmp_path / "build.pkl").write_bytes(b"\x80\x02c_codecs\nencode\nN}X\x0c\x00\x00\x00__defaults__(X\x06\x00\x00"
+                                         b"\x00utf-16ts\x86b0].")
+    (tmp_path / "surrogate.pkl").write_bytes(pickle.dumps([{"prompt": PROMPT.format(i).replace("Thing", "\ud800"),
+                                                            "price": 1.0} for i in range(20)]))
+    (tmp_path / "wide.toml").write_text('user = "{prompt}"\nassistant = "{price:999999999.2f}"\n')
+    (tmp_path / "many.jsonl").write_text(items(3000))
+    os.mkfifo(tmp_path / "fifo.jsonl")
 
 
 # The catalogue of bad input: arguments, the message's key words, and whether the files get written
@@ -87,8 +119,8 @@ BAD_INPUTS = [
     (["--data", "nocols.csv", "--train-size", "2", "--validation-size", "1"],
      "template 'course' needs field 'course_question' (made from prompt or"),
     (["--data", "latin1.csv"], "latin1.csv is not UTF-8 text"),
-    (["--data", "nan.jsonl", "--train-size", "10", "--validation-size", "5"], "record 3: field 'price' is nan"),
-    (["--data", "inf.jsonl", "--train-size", "10", "--validation-size", "5"], "record 4: field 'price' is inf"),
+    (["--data", "nan.jsonl", "--train-size", "10", "--validation-size", "5"], "record 3: field 'price' is NaN"),
+    (["--data", "inf.jsonl", "--train-size", "10", "--validation-size", "5"], "record 4: field 'price' is infinite"),
     (["--data", "negative.jsonl", "--train-size", "10", "--validation-size", "5"],
      "record 5: field 'price' is negative (-1.0)"),
     (["--data", "empty-text.jsonl", "--train-size", "10", "--validation-size", "5"],
@@ -106,19 +138,58 @@ BAD_INPUTS = [
     (["--data", "items.jsonl", "--template", "bad.toml"], "template user is invalid"),
     (["--data", "items.jsonl", "--model", "gpt-9"], "unknown model 'gpt-9'"),
     (["--data", "items.jsonl", "--train-offset", "-1"], "--train-offset: Input should be greater than or equal to 0"),
+    # issue 10, section 3: one numeric check whatever type the loader produced
+    (["--data", "decimal-nan.pkl", "--train-size", "10", "--validation-size", "5"], "record 3: field 'price' is NaN"),
+    (["--data", "decimal-negative.pkl", "--train-size", "10", "--validation-size", "5"],
+     "record 5: field 'price' is negative (-5.00)"),
+    (["--data", "bool.jsonl", "--train-size", "10", "--validation-size", "5"],
+     "record 2: field 'price' is a boolean (True), not a number"),
+    (["--data", "huge-int.jsonl", "--train-size", "10", "--validation-size", "5"],
+     "record 7: field 'price' is 100000000000…(401 digits), beyond the bound of 1e+12"),
+    (["--data", "text-price.csv", "--train-size", "10", "--validation-size", "5"],
+     "record 4: field 'price' is 'cheap', not a number"),
+    # section 4: no input can crash a run
+    (["--data", "surrogate.jsonl"], "surrogate.jsonl:4 holds text that is not valid Unicode (a lone surrogate"),
+    (["--data", "nested.jsonl"], "nested.jsonl:4 nests JSON arrays or objects too deeply"),
+    (["--data", "bytearray.pkl"], "refused: pickle asks for a bytearray of 2,130,706,432 bytes"),
+    (["--data", "build.pkl"], "refused: pickle tries to set state on _codecs.encode; nothing was run"),
+    (["--data", "surrogate.pkl", "--train-size", "10", "--validation-size", "5"],
+     "field 'course_question' holds text that is not valid Unicode"),
+    (["--data", "items.jsonl", "--template", "wide.toml"], "width or precision 999999999 is too large"),
+    (["--data", "fifo.jsonl"], "fifo.jsonl is a FIFO (named pipe), not a regular file"),
+    (["--data", "many.jsonl", "--train-size", "2500", "--validation-size", "500", "--out", "full/out"],
+     "No space left on device (errno ENOSPC); free some space or choose another --out"),
 ]
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str = "64k") -> Iterator[None]:
+    """A tiny tmpfs at ``folder``, so writing fills the disk for real (root only; otherwise the test skips)."""
+    folder.mkdir()
+    if os.getuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a full disk needs root to mount a small tmpfs")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[m[:40] for _, m in BAD_INPUTS])
 def test_bad_input_is_one_clear_line(tmp_path, cli_env, openai_stub, args, message):
     make_inputs(tmp_path)
     cli_env = dict(cli_env, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url)
-    proc = run(["prepare", *args], cli_env, tmp_path)
+    out = tmp_path / (args[args.index("--out") + 1] if "--out" in args else "out")
+    with small_disk(tmp_path / "full") if "full/out" in args else contextlib.nullcontext():
+        proc = run(["prepare", *args], cli_env, tmp_path)
+        assert not out.exists() or not any(out.iterdir())  # nothing written, no temporary file left
     assert proc.returncode == 2, proc.stdout + proc.stderr
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1 and message in error_lines[0], proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     assert openai_stub.count("POST") == 0
     assert not (tmp_path / "pwned").exists()
 
@@ -145,3 +216,57 @@ def test_upload_failures_are_one_clear_line(tmp_path, cli_env, openai_stub, case
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fine_tune_train.jsonl",
                                                                     "fine_tune_validation.jsonl"]
     assert openai_stub.files_for() == []
+
+
+def function_calling_line(i: int, arguments: str) -> str:
+    """A line shaped like the cookbook's function-calling fine-tuning data: system, tools, parallel tool calls."""
+    tool = {"type": "function", "function": {"name": "lookup_price", "description": "Look up an item's price.",
+                                             "parameters": {"type": "object", "properties": {
+                                                 "item": {"type": "string", "description": "The item."}}}}}
+    calls = [{"id": f"call_{i}_{k}", "type": "function", "function": {"name": "lookup_price", "arguments": arguments}}
+             for k in range(2)]
+    return json.dumps({"messages": [{"role": "system", "content": "You look up prices."},
+                                    {"role": "user", "content": f"Prices of item {i} and its case?"},
+                                    {"role": "assistant", "content": None, "tool_calls": calls}],
+                       "tools": [tool], "parallel_tool_calls": True}) + "\n"
+
+
+# ``ftprep validate``: (how to make the argument, exit code, the line expected). Never hangs (timeout).
+VALIDATE_BAD_INPUTS = [
+    ("fifo", 2, "fifo.jsonl is a FIFO (named pipe), not a regular file; give a readable .jsonl file"),
+    ("directory", 2, "is a directory; give a readable .jsonl file"),
+    ("unreadable", 2, "unreadable.jsonl is not readable (Permission denied); give a readable .jsonl file"),
+    ("tool arguments of ~300,000 tokens", 1, "error: [too_many_tokens] tools.jsonl line 13: example is over"),
+]
+
+
+@pytest.mark.parametrize("case, code, message", VALIDATE_BAD_INPUTS, ids=[c for c, _, _ in VALIDATE_BAD_INPUTS])
+def test_validate_bad_input(tmp_path, case, code, message):
+    command = [FTPREP, "validate"]
+    if case == "fifo":
+        os.mkfifo(tmp_path / "fifo.jsonl")
+        command.append(str(tmp_path / "fifo.jsonl"))
+    elif case == "directory":
+        command.append(str(tmp_path))
+    elif case == "unreadable":
+        path = tmp_path / "unreadable.jsonl"
+        path.write_text(items())
+        path.chmod(0)
+        command.append(str(path))
+        if os.getuid() == 0:  # root reads anything: drop the capabilities that allow it
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root without setpriv: cannot make a file unreadable")
+            command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+    else:
+        big = json.dumps({"item": " ".join(f"w{i}" for i in range(150_000))})
+        path = tmp_path / "tools.jsonl"
+        path.write_text("".join(function_calling_line(i, json.dumps({"item": f"item {i}"})) for i in range(12))
+                        + function_calling_line(99, big))
+        command.append(str(path))
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    if code == 2:
+        assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
+    else:
+        assert message in proc.stdout and "counted as estimates" in proc.stdout, proc.stdout

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
+import numpy as np
 import orjson
+import pandas as pd
 import pytest
 
 from ftprep.errors import TemplateError
@@ -103,11 +106,11 @@ def test_template_naming_a_missing_field():
 @pytest.mark.parametrize(
     "price, message",
     [
-        (float("nan"), "is nan"),
-        (float("inf"), "is inf"),
+        (float("nan"), "is NaN"),
+        (float("inf"), "is infinite"),
         (-3.0, r"is negative \(-3.0\)"),
         (None, r"is empty"),
-        ("cheap", "is 'cheap', which does not fit format"),
+        ("cheap", "is 'cheap', not a number"),
     ],
 )
 def test_bad_prices_name_the_record_and_field(price, message):
@@ -124,8 +127,10 @@ def test_a_missing_field_is_named_even_after_other_records_rendered():
         render.chunk([good, {"price": 2.0}], [0, 1])
 
 
-@pytest.mark.parametrize("price, problem", [(float("nan"), "is nan, not a finite number"),
-                                            (None, "is None, not a finite number")])
+@pytest.mark.parametrize("price, problem", [(float("nan"), "is NaN"), (None, r"is empty \(None/NaN\)"),
+                                            (Decimal("NaN"), "is NaN"), (True, "is a boolean"),
+                                            (-5, r"is negative \(-5\)"), (10**400, "is .*beyond the bound")],
+                         ids=["nan", "none", "decimal-nan", "bool", "negative", "400-digits"])
 def test_items_without_prompt_name_a_bad_price(price, problem):
     render = compile_template(PRESETS["course"])
     with pytest.raises(TemplateError, match=rf"record 4: field 'price' {problem}"):
@@ -146,3 +151,151 @@ def test_nonnegative_must_be_a_list(tmp_path):
     path.write_text('user = "{t}"\nassistant = "{salary}"\nnonnegative = "salary"\n')
     with pytest.raises(TemplateError, match="nonnegative must be a list of field names"):
         resolve_template(str(path))
+
+
+# ---------------------------------------------------------------- one numeric check, whatever the loader produced
+COURSE_RECORD = {"prompt": "How much does this cost to the nearest dollar?\n\nX\n\nPrice is $1.00"}
+
+
+@pytest.mark.parametrize(
+    "price, written",
+    [
+        (226.95, "Price is $226.95"),
+        (5, "Price is $5.00"),
+        (Decimal("12.5"), "Price is $12.50"),
+        (np.float64(3.25), "Price is $3.25"),
+        (np.float32(2.5), "Price is $2.50"),
+        (np.int64(7), "Price is $7.00"),
+        ("1,299.00", "Price is $1299.00"),
+        ("$4.10", "Price is $4.10"),
+        (-0.0, "Price is $0.00"),
+        (Decimal("-0"), "Price is $0.00"),
+        (0.0, "Price is $0.00"),
+        (999_999_999_999.0, "Price is $999999999999.00"),
+    ],
+)
+def test_every_type_a_loader_produces_is_checked_and_written_alike(price, written):
+    line = compile_template(PRESETS["course"])(dict(COURSE_RECORD, price=price), 0)
+    assert orjson.loads(line)["messages"][-1]["content"] == written
+
+
+@pytest.mark.parametrize(
+    "price, problem",
+    [
+        (float("nan"), "is NaN"),
+        (Decimal("NaN"), "is NaN"),
+        (Decimal("sNaN"), "is NaN"),
+        (np.float64("nan"), "is NaN"),
+        (pd.NA, "is empty"),
+        ("nan", "is NaN"),
+        (float("-inf"), "is -infinite"),
+        (Decimal("Infinity"), "is infinite"),
+        (True, "is a boolean"),
+        (np.bool_(False), "is a boolean"),
+        (-5, r"is negative \(-5\)"),
+        (Decimal("-5"), r"is negative \(-5\)"),
+        (np.float64(-0.5), r"is negative \(-0.5\)"),
+        ("-3", r"is negative \(-3\)"),
+        (1e12, "is 1000000000000.0, beyond the bound of 1e\\+12"),
+        (10**400, r"is 100000000000…\(401 digits\), beyond the bound"),
+        (Decimal("1e400"), "is 1E\\+400, beyond the bound"),
+        ("cheap", "is 'cheap', not a number"),
+    ],
+)
+def test_bad_numbers_of_every_type_stop_the_run_naming_record_and_field(price, problem):
+    render = compile_template(PRESETS["course"])
+    with pytest.raises(TemplateError, match=rf"^record 9: field 'price' {problem}.*; fix or drop that record"):
+        render(dict(COURSE_RECORD, price=price), 9)
+
+
+def test_the_fast_path_takes_only_plain_positive_floats_inside_the_bound(monkeypatch):
+    import tasks.format as fmt
+
+    calls = []
+    real = fmt.convert_number
+    monkeypatch.setattr(fmt, "convert_number", lambda *a: calls.append(a[0]) or real(*a))
+    template = Template(name="fast-path-probe", user="{t}", assistant="{p:.2f} {q:.1f}", nonnegative=("p",))
+    render = fmt.Renderer(template)  # not the cached one: the probe is bound when the template is compiled
+    for p in (1.5, 0.0, -0.0, 5, Decimal("1.5"), np.float64(1.5), "1.5", 1e12 - 1):
+        render({"t": "x", "p": p, "q": 2.0}, 0)
+    assert [type(v).__name__ for v in calls] == ["float", "float", "int", "Decimal", "float64", "str"]
+    calls.clear()
+    for q in (-2.5, 2.5, -0.0, 0.0, -0.001):
+        render({"t": "x", "p": 1.0, "q": q}, 0)
+    assert calls == [-0.0, 0.0]  # -0.001 is fast, and written 0.0 thanks to the z option
+    assert orjson.loads(render({"t": "x", "p": 1.0, "q": -0.001}, 0))["messages"][-1]["content"] == "1.00 0.0"
+    assert orjson.loads(render({"t": "x", "p": 1.0, "q": -0.0}, 0))["messages"][-1]["content"] == "1.00 0.0"
+
+
+def test_signed_fields_keep_their_sign_and_all_numeric_specs_are_checked(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('user = "{t}"\nassistant = "{delta:+.1f} {count:d} {total:,} {name}"\n')
+    render = compile_template(resolve_template(str(path)))
+    ok = {"t": "x", "delta": -2.25, "count": "12", "total": 1234567, "name": "n"}
+    assert orjson.loads(render(ok, 0))["messages"][-1]["content"] == "-2.2 12 1,234,567 n"
+    for field, value, problem in [("delta", float("inf"), "is infinite"), ("count", True, "is a boolean"),
+                                  ("total", Decimal("NaN"), "is NaN"),
+                                  ("total", 10**13, "is 10000000000000, beyond the bound")]:
+        with pytest.raises(TemplateError, match=rf"record 3: field '{field}' {problem}"):
+            render(dict(ok, **{field: value}), 3)
+
+
+def test_the_bound_is_documented_and_a_template_may_raise_it(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text('user = "{t}"\nassistant = "{gdp:.0f}"\nbound = 1e15\n')
+    template = resolve_template(str(path))
+    assert template.bound == 1e15 and PRESETS["course"].bound == 1e12
+    render = compile_template(template)
+    assert orjson.loads(render({"t": "x", "gdp": 2.5e13}, 0))["messages"][-1]["content"] == "25000000000000"
+    with pytest.raises(TemplateError, match="field 'gdp' is 2000000000000000.0, beyond the bound of 1e\\+15"):
+        render({"t": "x", "gdp": 2e15}, 1)
+    for bad in ("0", "-1", "inf", "nan", '"big"', "true"):
+        path.write_text(f'user = "{{t}}"\nassistant = "{{gdp:.0f}}"\nbound = {bad}\n')
+        with pytest.raises(TemplateError, match="bound must be a positive finite number"):
+            resolve_template(str(path))
+
+
+def test_declared_nonnegative_fields_are_checked_without_a_spec_too():
+    template = Template(name="plain", user="{t}", assistant="{price} {note}", nonnegative=("price",))
+    render = compile_template(template)
+    assert orjson.loads(render({"t": "x", "price": -0.0, "note": 1.5}, 0))["messages"][-1]["content"] == "0.0 1.5"
+    for price, problem in [("-2", "is negative"), (Decimal("NaN"), "is NaN"), (False, "is a boolean")]:
+        with pytest.raises(TemplateError, match=rf"record 2: field 'price' {problem}"):
+            render({"t": "x", "price": price, "note": "n"}, 2)
+    with pytest.raises(TemplateError, match="record 2: field 'note' is NaN"):  # any number rendered is finite
+        render({"t": "x", "price": 1, "note": float("nan")}, 2)
+
+
+# ---------------------------------------------------------------------------------- no template can crash a run
+@pytest.mark.parametrize("spec", ["999999999.2f", ".999999999f", ">1001", "0" * 10 + "99999999999"])
+def test_an_enormous_width_or_precision_is_refused_when_the_template_is_read(tmp_path, spec):
+    path = tmp_path / "wide.toml"
+    path.write_text(f'user = "{{t}}"\nassistant = "{{price:{spec}}}"\n')
+    with pytest.raises(TemplateError, match=r"width or precision \d+ is too large \(at most 1000\)"):
+        template_fields(resolve_template(str(path)))
+
+
+def test_nested_spec_fields_are_refused(tmp_path):
+    path = tmp_path / "nested.json"
+    path.write_text(json.dumps({"user": "{t}", "assistant": "{price:{width}.2f}"}))
+    with pytest.raises(TemplateError, match="nested fields in a format spec are not supported"):
+        template_fields(resolve_template(str(path)))
+
+
+def test_a_lone_surrogate_in_a_record_or_template_is_one_clear_error(tmp_path):
+    render = compile_template(PRESETS["course"])
+    with pytest.raises(TemplateError, match="record 5: field 'course_question' holds text that is not valid Unicode"):
+        render({"prompt": "How much\ud800?\n\nPrice is $1.00", "price": 1.0}, 5)
+    path = tmp_path / "surrogate.json"
+    path.write_text('{"user": "{t} \\ud800", "assistant": "{p}"}')
+    with pytest.raises(TemplateError, match="template user is invalid"):
+        template_fields(resolve_template(str(path)))
+
+
+def test_a_deeply_nested_value_is_one_clear_error():
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    render = compile_template(Template(name="deep", user="{t}", assistant="{a}"))
+    with pytest.raises(TemplateError, match="record 0: field 't' is nested too deeply"):
+        render({"t": deep, "a": "x"}, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import sys
@@ -167,3 +168,101 @@ def test_describe_identifies_by_content(tmp_path):
     assert ref_a.sha256 == ref_b.sha256 and ref_a.records == 2 and ref_a.fields == ("x",)
     b.write_text('{"x": 1}\n')
     assert describe(b)[0].sha256 != ref_a.sha256
+
+
+# ------------------------------------------------------------------------- no input can crash or change a run
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_the_value_types_a_pickle_may_hold_still_load(tmp_path, protocol):
+    import collections
+    import datetime as dt
+    from decimal import Decimal
+
+    import numpy as np
+
+    item = {"when": dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=2))), "day": dt.date(2024, 1, 2),
+            "price": Decimal("12.50"), "tags": {"a"}, "frozen": frozenset({"b"}), "raw": bytearray(b"\x00\xff"),
+            "z": complex(1, 2), "od": collections.OrderedDict(a=1), "f32": np.float32(2.5), "i8": np.int8(-3)}
+    path = tmp_path / "types.pkl"
+    path.write_bytes(pickle.dumps([item], protocol=protocol))
+    (rec,) = read_records(path)
+    assert rec == {**item, "f32": 2.5, "i8": -3}
+
+
+def _opcodes(*parts: bytes) -> bytes:
+    return b"\x80\x02" + b"".join(parts)
+
+
+def _set_state(module: str, name: str, state: bytes) -> bytes:
+    """A pickle that looks up an allowed global and BUILDs ``state`` onto it, then returns a list."""
+    return _opcodes(f"c{module}\n{name}\n".encode(), state, b"b0]", b".")
+
+
+_SLOT_DEFAULTS = b"N}X\x0c\x00\x00\x00__defaults__(X\x06\x00\x00\x00utf-16ts\x86"  # (None, {__defaults__: ...})
+_DICT_ATTR = b"}X\x05\x00\x00\x00ownedK\x01s"  # {"owned": 1}
+
+
+@pytest.mark.parametrize("module, name", [("_codecs", "encode"), ("copyreg", "_reconstructor"),
+                                          ("numpy.core.multiarray", "scalar"), ("numpy", "dtype"),
+                                          ("builtins", "set"), ("datetime", "datetime"), ("decimal", "Decimal"),
+                                          ("collections", "OrderedDict"), ("builtins", "bytearray")])
+@pytest.mark.parametrize("state", [_SLOT_DEFAULTS, _DICT_ATTR], ids=["slot-state", "dict-state"])
+def test_a_pickle_cannot_set_state_on_the_callables_it_may_use(tmp_path, module, name, state):
+    import tasks.load as load
+
+    before = {f: (f.__defaults__, dict(f.__dict__)) for f in (load._latin1_encode, load._reconstructor,
+                                                              load._numpy_scalar, load._bytearray)}
+    dtype_attrs = dict(vars(load._NumpyDtype))
+    path = tmp_path / "build.pkl"
+    path.write_bytes(_set_state(module, name, state))
+    with pytest.raises(UnsafePickleError, match=rf"refused: pickle tries to set state on {module}\.{name}; "
+                                                "nothing was run"):
+        read_records(path)
+    assert {f: (f.__defaults__, dict(f.__dict__)) for f in before} == before
+    assert dict(vars(load._NumpyDtype)) == dtype_attrs
+
+
+@pytest.mark.parametrize(
+    "content, error, message",
+    [
+        # bytearray(2**31 - 1 << 8): a few bytes asking for gigabytes of zeros
+        (_opcodes(b"c__builtin__\nbytearray\nJ\x00\x00\x00\x7f\x85R."), UnsafePickleError,
+         r"refused: pickle asks for a bytearray of 2,130,706,432 bytes, more than the file holds"),
+        (_opcodes(b"c__builtin__\nbytearray\n\x8a\x09" + (1 << 70).to_bytes(9, "little") + b"\x85R."),
+         UnsafePickleError, "asks for a bytearray of"),
+        (b"\x80\x04\x8e" + (1 << 62).to_bytes(8, "little") + b".", InputError, "declares an object larger than memory"),
+        (b"\x80\x05\x96" + (1 << 62).to_bytes(8, "little") + b".", InputError, "declares an object larger than memory"),
+        (_opcodes(b"cdatetime\ntimedelta\nJ\xff\xff\xff\x7f\x85R."), InputError, "OverflowError"),
+        (_opcodes(b"cdecimal\nDecimal\nX\x03\x00\x00\x001e!\x85R."), InputError, "not a readable pickle"),
+    ],
+    ids=["bytearray-2GB", "bytearray-2**70", "binbytes8-2**62", "bytearray8-2**62", "timedelta-overflow",
+         "decimal-garbage"],
+)
+def test_a_pickle_cannot_allocate_beyond_its_file_or_crash(tmp_path, content, error, message):
+    path = tmp_path / "big.pkl"
+    path.write_bytes(content)
+    with pytest.raises(error, match=message):
+        read_records(path)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (b'{"prompt": "\\ud800", "price": 1}', r"lines.jsonl:2 holds text that is not valid Unicode"),
+        (b'{"prompt": "x", "price": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "lines.jsonl:2 nests JSON"),
+        (b"[" * 100_000, "lines.jsonl:2 (nests JSON|is nested too deeply)"),
+        (b'{"prompt": "x", "price": ' + b"[" * 2_000 + b"1" + b"]" * 2_000 + b"}", "lines.jsonl:2 nests JSON"),
+    ],
+    ids=["lone-surrogate", "100k-nested", "100k-unclosed", "2k-nested"],
+)
+def test_jsonl_lines_that_json_libraries_choke_on_are_one_clear_error(tmp_path, line, message):
+    path = tmp_path / "lines.jsonl"
+    path.write_bytes(b'{"prompt": "ok", "price": 1}\n' + line + b"\n")
+    with pytest.raises(InputError, match=message):
+        read_records(path)
+
+
+def test_nan_and_huge_integers_still_load_for_the_template_to_refuse(tmp_path):
+    path = tmp_path / "nan.jsonl"
+    path.write_text('{"prompt": "x", "price": NaN}\n{"prompt": "y", "price": 1' + "0" * 400 + "}\n")
+    records = read_records(path)
+    assert math.isnan(records[0]["price"]) and records[1]["price"] == 10**400

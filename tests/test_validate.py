@@ -175,3 +175,139 @@ def test_reports_render(tmp_path):
     report = validate_files([(write(tmp_path, "f.jsonl", good_lines(5)), "file")])
     assert "NOT valid: 1 error(s)" in render_text(report)
     assert "`too_few_examples`" in render_markdown(report)
+
+
+# ------------------------------------------------------------------- tools and calls: every billed token counted
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_current_weather", "description": "Get the current weather in a given location",
+    "parameters": {"type": "object", "properties": {
+        "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+        "unit": {"type": "string", "description": "The unit of temperature to return",
+                 "enum": ["celsius", "fahrenheit"]}},
+        "required": ["location"]}}}
+
+
+def test_tool_definitions_are_counted_as_the_cookbook_counts_them():
+    from ftprep.tokens import count_function_definitions
+
+    count, _ = text_counter("o200k_base")
+    messages = [{"role": "system", "content": "You are a helpful assistant that can answer to questions about the "
+                                              "weather."},
+                {"role": "user", "content": "What's the weather like in San Francisco?"}]
+    # the cookbook's example (How_to_count_tokens_with_tiktoken, section 7): 101 prompt tokens for gpt-4o(-mini)
+    assert count_chat_tokens(messages, count) + count_function_definitions([WEATHER_TOOL], count, "o200k_base") == 101
+    legacy = [WEATHER_TOOL["function"]]  # the older "functions" list counts the same
+    assert count_function_definitions(legacy, count, "o200k_base") == count_function_definitions(
+        [WEATHER_TOOL], count, "o200k_base")
+
+
+def function_calling_example(i: int, arguments: str | None = None) -> dict:
+    """One line shaped like the cookbook's function-calling fine-tuning data ("Fine tuning for function calling")."""
+    calls = [{"id": f"call_{i}_{k}", "type": "function",
+              "function": {"name": "get_current_weather",
+                           "arguments": arguments if arguments is not None and k == 0
+                           else json.dumps({"location": f"City {i}-{k}", "unit": "celsius"})}}
+             for k in range(2)]
+    return {"messages": [{"role": "system", "content": "You are a weather assistant. Use the tools."},
+                         {"role": "user", "content": f"Weather in City {i}-0 and City {i}-1?"},
+                         {"role": "assistant", "content": None, "tool_calls": calls}],
+            "tools": [WEATHER_TOOL], "parallel_tool_calls": True}
+
+
+def test_function_calling_data_counts_tools_and_calls_and_labels_them_estimates(tmp_path):
+    from ftprep.tokens import TOOL_ESTIMATE_NOTE
+
+    lines = [json.dumps(function_calling_example(i)) for i in range(12)] + good_lines(3, "plain")
+    report = validate_files([(write(tmp_path, "fc.jsonl", lines), "file")])
+    assert report.ok, render_text(report)
+    stats = report.files[0].tokens
+    count, _ = text_counter("o200k_base")
+    message_only = count_chat_tokens(function_calling_example(0)["messages"], count)
+    assert stats.max > message_only + 80  # the tool definition (~80) and two calls are in the count
+    assert stats.estimated == 12 and report.tool_token_estimates == TOOL_ESTIMATE_NOTE
+    text, markdown = render_text(report), render_markdown(report)
+    assert "(12 examples estimated)" in text and f"note: {TOOL_ESTIMATE_NOTE}" in text
+    assert f"> {TOOL_ESTIMATE_NOTE}" in markdown
+    as_json = json.loads(report.model_dump_json())
+    assert as_json["tool_token_estimates"] == TOOL_ESTIMATE_NOTE and as_json["files"][0]["tokens"]["estimated"] == 12
+    plain = validate_files([(write(tmp_path, "plain.jsonl", good_lines()), "file")])
+    assert plain.tool_token_estimates is None and plain.files[0].tokens.estimated == 0
+
+
+def test_300k_tokens_of_tool_arguments_fail_the_limit(tmp_path):
+    big = json.dumps({"location": " ".join(f"w{i}" for i in range(150_000))})  # ~300,000 tokens
+    lines = [json.dumps(function_calling_example(i)) for i in range(12)]
+    lines.append(json.dumps(function_calling_example(99, arguments=big)))
+    report = validate_files([(write(tmp_path, "fc.jsonl", lines), "file")])
+    assert codes(report)["too_many_tokens"] == (13,)
+    assert report.files[0].tokens.max > 250_000  # not 48 tokens of message text
+
+
+@pytest.mark.parametrize("key", ["tool_calls", "function_call", "tools", "functions"])
+def test_the_limit_check_never_under_counts_what_is_estimated(tmp_path, key):
+    """Text the cookbook's rule would count low (one token per 3 bytes of CJK, say) still fails: the limit is
+    checked against the byte upper bound of the estimated parts."""
+    from ftprep.tokens import count_example
+
+    filler = "価格" * 40_000  # 240 KB of UTF-8
+    example = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    if key == "tool_calls":
+        example["messages"][1]["tool_calls"] = [{"id": "c", "type": "function",
+                                                 "function": {"name": "f", "arguments": filler}}]
+    elif key == "function_call":
+        example["messages"][1]["function_call"] = {"name": "f", "arguments": filler}
+    else:
+        example[key] = [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+            "type": "object",
+            "properties": {"x": {"type": "object", "properties": {"deep": {"description": filler}}}}}}}]
+    raw = json.dumps(example, ensure_ascii=False).encode()
+    count = lambda text: 1  # noqa: E731 - an estimate as wrong as can be
+    counted = count_example(example, len(raw), count, "o200k_base", exact=True)
+    assert counted.estimated and counted.upper >= len(filler.encode()) > 65_536
+    report = validate_files([(write(tmp_path, "f.jsonl", good_lines() + [raw.decode()]), "file")])
+    assert codes(report)["too_many_tokens"] == (13,)
+
+
+def test_without_the_encoding_the_limit_is_checked_against_the_bytes():
+    from ftprep.tokens import count_example
+
+    example = {"messages": [{"role": "user", "content": "価" * 30_000}, {"role": "assistant", "content": "a"}]}
+    raw = json.dumps(example, ensure_ascii=False).encode()
+    estimate = lambda text: (len(text.encode()) + 3) // 4  # noqa: E731 - the fallback: bytes / 4
+    counted = count_example(example, len(raw), estimate, "o200k_base", exact=False)
+    assert counted.tokens < 30_000 <= len(raw) <= counted.upper
+
+
+# --------------------------------------------------------------------- files that are not files: one line
+def test_a_fifo_a_directory_and_a_socket_are_refused_without_being_opened(tmp_path):
+    import os
+    import socket
+    import threading
+
+    from ftprep.errors import InputError
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: it must not be opened
+    sock_path = tmp_path / "s.jsonl"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    outcome: dict[Path, str] = {}
+
+    def run() -> None:
+        for path in (fifo, tmp_path, sock_path, tmp_path / "missing.jsonl"):
+            try:
+                validate_files([(path, "file")])
+            except InputError as e:
+                outcome[path] = str(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    sock.close()
+    assert not worker.is_alive(), "validate hung"
+    assert outcome == {fifo: f"{fifo} is a FIFO (named pipe), not a regular file; give a readable .jsonl file",
+                       tmp_path: f"{tmp_path} is a directory; give a readable .jsonl file",
+                       sock_path: f"{sock_path} is a socket or device, not a regular file; give a readable .jsonl "
+                                  "file",
+                       tmp_path / "missing.jsonl": f"{tmp_path / 'missing.jsonl'} does not exist; give a readable "
+                                                   ".jsonl file"}

@@ -88,7 +88,7 @@ def test_a_bad_record_leaves_no_file_and_keeps_the_old_ones(tmp_path):
     records = [item(i) for i in range(30)]
     records[22] = item(22, price=float("nan"))  # in the validation slice: training is already written by then
     plan, fmt = course_plan(tmp_path, records, train_size=20, validation_size=10)
-    with pytest.raises(TemplateError, match="record 22: field 'price' is nan"):
+    with pytest.raises(TemplateError, match="record 22: field 'price' is NaN"):
         write_split(plan, fmt, out, STORE)
     assert listing(out) == sorted(names)
     assert sorted(os.listdir(out / outputs.STATE)) == [outputs.CURRENT, Path(good.train.path).parent.name]
