@@ -17,6 +17,7 @@ from ftprep.names import FLOW_PREPARE
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from tasks.charts import draw_charts
 from tasks.format import format_examples, resolve_template
 from tasks.load import load_dataset, new_store
 from tasks.publish import publish_result
@@ -67,6 +68,8 @@ def prepare(
     # errors stop the flow here, before any upload
     report = validate_written(files, model, training_price(model, settings.training_price_per_1m))
 
+    # the pictures are drawn beside the uploads, and committed with the files
+    charts = draw_charts.submit(report, plan, fmt.template, str(Path(files.train.path).parent), store)
     uploaded, skipped = (), None
     if not upload:
         skipped = "upload not requested (--no-upload)"
@@ -83,5 +86,5 @@ def prepare(
     result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,
                            remote=settings.remote if uploaded else None, uploaded=uploaded,
                            upload_skipped_reason=skipped)
-    publish_result(result, dashboard_links=settings.is_openai)
+    publish_result(result, charts.result(), dashboard_links=settings.is_openai)
     return result

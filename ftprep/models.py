@@ -82,6 +82,7 @@ class Template(_Model):
     user: str
     assistant: str
     nonnegative: tuple[str, ...] = ()
+    target: str | None = None  # the field the model learns to predict (its distribution is drawn)
     # Numbers rendered with a numeric format spec must lie strictly inside (-bound, bound); a template file may
     # set its own (``bound = 1e15``).
     bound: float = Field(DEFAULT_BOUND, gt=0, allow_inf_nan=False,
@@ -174,6 +175,7 @@ class TokenStats(_Model):
     billable: int
     over_limit: int
     estimated: int = 0  # examples whose count includes tools or calls, estimated as OpenAI's cookbook does
+    histogram: tuple[tuple[float, int], ...] = ()  # (lower edge of a bin, examples in it): the report's picture
 
 
 class FileReport(_Model):

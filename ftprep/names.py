@@ -25,6 +25,7 @@ OPENAI_RATE_LIMIT = "ftprep-openai-rpm"  # OpenAI requests per minute (FTPREP_OP
 
 # Artifact keys (stable, so the UI shows each one's history across runs)
 ARTIFACT_FILES = "ftprep-files"
+ARTIFACT_CHARTS = "ftprep-dataset-charts"
 ARTIFACT_VALIDATION = "ftprep-validation"
 ARTIFACT_TOKEN_STATS = "ftprep-token-stats"
 ARTIFACT_WRITE_PROGRESS = "ftprep-write-progress"
@@ -46,6 +47,8 @@ def artifact_openai_file(role: str) -> str:
 # Output files (the names the course writes)
 FILE_NAMES = {"train": "fine_tune_train.jsonl", "validation": "fine_tune_validation.jsonl"}
 MANIFEST = "manifest.json"
+CHART_TOKENS = "tokens.png"  # tokens per example, committed with the files
+CHART_TARGETS = "targets.png"  # the template's target values (e.g. prices)
 COMPARISON = "comparison.json"  # evaluate: every model's metrics
 COMPARISON_CHART = "comparison.png"
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ftprep.errors import InputError
 from ftprep.fsio import atomic_write
-from ftprep.names import FILE_NAMES, MANIFEST
+from ftprep.names import CHART_TARGETS, CHART_TOKENS, FILE_NAMES, MANIFEST
 from ftprep.pause import pause_point
 
 STATE = ".ftprep"
@@ -154,7 +154,7 @@ def commit(out: Path, generation: Path, manifest: str) -> Path:
     atomic_write(generation / MANIFEST, manifest)
     pause_point("commit")
     _swap_link(state_dir(out) / CURRENT, generation.name)  # the commit
-    for name in (*FILE_NAMES.values(), MANIFEST):
+    for name in (*FILE_NAMES.values(), MANIFEST, CHART_TOKENS, CHART_TARGETS):
         link, target = out / name, f"{STATE}/{CURRENT}/{name}"
         if not (generation / name).exists():
             if link.is_symlink() or link.exists():

@@ -45,7 +45,7 @@ PRESETS: dict[str, Template] = {
     # The course notebook (GPT-4o-mini price estimator): system + user + "Price is $226.95".
     "course": Template(
         name="course", system=COURSE_SYSTEM, user="{course_question}", assistant="Price is ${price:.2f}",
-        nonnegative=("price",),
+        nonnegative=("price",), target="price",
     ),
     # The newer course version: no system message, user from the item's summary, assistant "$226.95".
     "course-summary": Template(
@@ -53,7 +53,7 @@ PRESETS: dict[str, Template] = {
         system=None,
         user="Estimate the price of this product. Respond with the price, no explanation\n\n{summary}",
         assistant="${price:.2f}",
-        nonnegative=("price",),
+        nonnegative=("price",), target="price",
     ),
 }
 
@@ -109,10 +109,11 @@ def load_template_file(path: Path) -> Template:
         raise TemplateError(f"template file {path} cannot be read ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
         raise TemplateError(f"template file {path} must hold an object with user and assistant keys")
-    unknown = set(data) - {"name", "system", "user", "assistant", "nonnegative", "bound"}
+    unknown = set(data) - {"name", "system", "user", "assistant", "nonnegative", "bound", "target"}
     if unknown or "user" not in data or "assistant" not in data:
         raise TemplateError(
-            f"template file {path} needs string keys user and assistant (optional: system, nonnegative, bound); "
+            f"template file {path} needs string keys user and assistant (optional: system, nonnegative, bound, "
+            f"target); "
             f"found {', '.join(sorted(data)) or 'none'}"
         )
     bound = data.get("bound", 1.0)

@@ -8,16 +8,17 @@ writes a table artifact and the Prefect Variable.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
 
 from ftprep import outputs
 from ftprep.models import PrepareResult
-from ftprep.names import ARTIFACT_FILES, DASHBOARD_FILE_URL, LATEST_FILES, artifact_openai_file
+from ftprep.names import ARTIFACT_CHARTS, ARTIFACT_FILES, DASHBOARD_FILE_URL, LATEST_FILES, artifact_openai_file
 from ftprep.redact import redact, redact_obj
 from tasks.validate import publish_report
 
@@ -62,8 +63,12 @@ def commit_output(result: PrepareResult) -> Path:
     return outputs.commit(Path(result.files.out_dir), generation, redact(result.model_dump_json(indent=2)) + "\n")
 
 
+def _b64(path: str) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
+
+
 @task(name="publish", cache_policy=NO_CACHE)
-def publish_result(result: PrepareResult, dashboard_links: bool = True) -> str:
+def publish_result(result: PrepareResult, charts: list[str] = (), dashboard_links: bool = True) -> str:
     """Write the manifest, the files table artifact and (when uploaded) the Variable the next run reads."""
     logger = get_run_logger()
     manifest = commit_output(result)
@@ -72,6 +77,10 @@ def publish_result(result: PrepareResult, dashboard_links: bool = True) -> str:
         logger.info("Removed %s earlier output generation(s) no run uses", len(removed))
     if result.validation is not None:
         publish_report(result.validation)
+    if charts:
+        images = "\n\n".join(f"![{Path(c).stem}](data:image/png;base64,{_b64(c)})" for c in charts)
+        create_markdown_artifact(key=ARTIFACT_CHARTS, markdown=f"# The dataset in pictures\n\n{images}\n",
+                                 description="Tokens per example and the target's values")
     create_table_artifact(key=ARTIFACT_FILES, table=redact_obj(files_table(result)),
                           description=f"Fine-tuning files of this run (template {result.template!r})")
     for remote in result.uploaded if dashboard_links else ():  # links only where the files are OpenAI's

@@ -253,7 +253,18 @@ def _stats(tokens: list[int], limit: int, examples: int, estimated: int) -> Toke
     p90 = ordered[min(n - 1, math.ceil(0.9 * n) - 1)]
     return TokenStats(examples=examples, min=ordered[0], median=median, p90=p90, max=ordered[-1],
                       total=sum(ordered), billable=sum(min(t, limit) for t in ordered),
-                      over_limit=sum(1 for t in ordered if t > limit), estimated=estimated)
+                      over_limit=sum(1 for t in ordered if t > limit), estimated=estimated,
+                      histogram=histogram(ordered))
+
+
+def histogram(ordered: list[int] | list[float], bins: int = 30) -> tuple[tuple[float, int], ...]:
+    """(lower edge, count) of ``bins`` equal bins over sorted values: small enough to persist with the report."""
+    low, high = ordered[0], ordered[-1]
+    width = (high - low) / bins or 1
+    counts = [0] * bins
+    for value in ordered:
+        counts[min(int((value - low) / width), bins - 1)] += 1
+    return tuple((round(low + i * width, 4), c) for i, c in enumerate(counts))
 
 
 def _finding(code: str, path: Path, lines: list[int], detail: str = "") -> Finding:

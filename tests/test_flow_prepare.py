@@ -152,3 +152,25 @@ def test_price_override_is_not_hidden_by_the_cache(tmp_path, monkeypatch, sample
     assert second.validation.price_per_1m_tokens == 100.0 and second.validation.price_as_of is None
     expected = first.validation.estimated_cost_usd * 100 / 3
     assert second.validation.estimated_cost_usd == pytest.approx(expected, rel=1e-3)
+
+
+def test_the_dataset_report_has_pictures_committed_with_the_files(tmp_path, monkeypatch, sample_pickle):
+    from prefect import get_client
+
+    from ftprep.names import ARTIFACT_CHARTS, CHART_TARGETS, CHART_TOKENS
+
+    monkeypatch.chdir(tmp_path)
+    prepare(data=str(sample_pickle), out=str(tmp_path / "out"), upload=False,
+            split=SplitConfig(train_size=120, validation_size=20))
+    for name in (CHART_TOKENS, CHART_TARGETS):
+        assert (tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    with get_client(sync_client=True) as client:
+        art = client.read_latest_artifacts()
+        charts = [a for a in art if a.key == ARTIFACT_CHARTS]
+    assert charts and charts[0].data.count("data:image/png;base64,") == 2
+    # a template with no target field draws only the token picture
+    template = tmp_path / "plain.toml"
+    template.write_text('user = "{course_question}"\nassistant = "{price:.2f}"\n')
+    prepare(data=str(sample_pickle), out=str(tmp_path / "plain"), upload=False, template=str(template),
+            split=SplitConfig(train_size=120, validation_size=20))
+    assert (tmp_path / "plain" / CHART_TOKENS).exists() and not (tmp_path / "plain" / CHART_TARGETS).exists()

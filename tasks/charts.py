@@ -1,0 +1,91 @@
+"""Charts: the dataset report as pictures (tokens per example, the target's values), drawn off the critical path.
+
+Pure part: :func:`target_values` takes the template's target field (``target = "price"`` in the course presets)
+from the training records; :func:`draw` makes the PNGs. Task part: :func:`draw_charts` runs beside the uploads
+(the flow submits it) and writes the pictures into the run's generation, so they are committed with the files.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from ftprep.fsio import atomic_write
+from ftprep.models import SplitPlan, Template, ValidationReport
+from ftprep.names import CHART_TARGETS, CHART_TOKENS
+from ftprep.numeric import NumericError, check_number
+from ftprep.records import RecordStore
+from tasks.split import slice_indices
+
+MAX_POINTS = 200_000  # a histogram of more values looks the same: take an even sample
+
+
+def target_values(records: Sequence[dict[str, Any]], indices: Sequence[int], field: str) -> list[float]:
+    """The target's values of the selected records (an even sample of at most MAX_POINTS), numbers only."""
+    step = max(1, len(indices) // MAX_POINTS)
+    values = []
+    for i in indices[::step]:
+        try:
+            values.append(float(check_number(records[i].get(field))))
+        except NumericError:
+            continue  # the write step already refused bad values of rendered fields
+    return values
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def draw(report: ValidationReport, targets: list[float] | None, target: str | None) -> dict[str, bytes]:
+    """PNG bytes by file name: tokens per example (one bar chart per file), and the target's distribution."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    charts: dict[str, bytes] = {}
+    reports = [f for f in report.files if f.tokens and f.tokens.histogram]
+    if reports:
+        fig, axes = plt.subplots(1, len(reports), figsize=(5 * len(reports), 3.6), dpi=100, squeeze=False)
+        for ax, f in zip(axes[0], reports, strict=True):
+            edges = [edge for edge, _ in f.tokens.histogram]
+            width = (edges[1] - edges[0]) if len(edges) > 1 else 1
+            ax.bar(edges, [count for _, count in f.tokens.histogram], width=width, align="edge", color="steelblue")
+            ax.axvline(f.tokens.median, color="darkorange", lw=1.5, label=f"median {f.tokens.median:,.0f}")
+            ax.set(title=f"{f.role}: tokens per example ({f.examples:,})", xlabel="tokens", ylabel="examples")
+            ax.legend()
+        charts[CHART_TOKENS] = _png(fig)
+    if target and targets:
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        ax.hist(targets, bins=40, color="seagreen")
+        ax.set(title=f"training {target}: {len(targets):,} values", xlabel=target, ylabel="examples")
+        charts[CHART_TARGETS] = _png(fig)
+    return charts
+
+
+@task(name="charts", cache_policy=NO_CACHE)
+def draw_charts(report: ValidationReport, plan: SplitPlan, template: Template, generation: str,
+                store: RecordStore) -> list[str]:
+    """Draw the dataset's pictures into the run's generation (committed with the files by publish)."""
+    existing = [Path(generation) / name for name in (CHART_TOKENS, CHART_TARGETS)]
+    if existing[0].exists():  # the generation is content-addressed: its pictures are already drawn
+        return [str(p) for p in existing if p.exists()]
+    targets = None
+    if template.target:
+        records = store.read(plan.train.dataset.path, plan.train.dataset.sha256)
+        targets = target_values(records, slice_indices(plan.train), template.target)
+    paths = [str(atomic_write(Path(generation) / name, data)) for name, data in draw(report, targets,
+                                                                                     template.target).items()]
+    get_run_logger().info("Drew %s", ", ".join(Path(p).name for p in paths) or "no chart (no token counts)")
+    return paths
