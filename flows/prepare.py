@@ -39,6 +39,7 @@ def prepare(
     out: str = "out",
     upload: bool = True,
     model: str = DEFAULT_MODEL,
+    exact_tokens: bool = False,
 ) -> PrepareResult:
     """Write training and validation JSONL files from a dataset and upload them for fine-tuning.
 
@@ -50,6 +51,8 @@ def prepare(
         out: Folder for the JSONL files and manifest.json.
         upload: Upload the files to OpenAI (needs OPENAI_API_KEY).
         model: The model the files are for: its per-example token limit and training price.
+        exact_tokens: Count every token of large files (slower); by default their statistics and cost come from
+            a deterministic sample of 20,000 examples with a 95% interval, and the limit is checked on all.
     """
     logger = get_run_logger()
     settings = load_settings()
@@ -66,7 +69,7 @@ def prepare(
         logger.info("Output files changed since they were written; writing them again")
         files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store)
     # errors stop the flow here, before any upload
-    report = validate_written(files, model, training_price(model, settings.training_price_per_1m))
+    report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens)
 
     # the pictures are drawn beside the uploads, and committed with the files
     charts = draw_charts.submit(report, plan, fmt.template, str(Path(files.train.path).parent), store)

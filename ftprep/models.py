@@ -176,6 +176,8 @@ class TokenStats(_Model):
     over_limit: int
     estimated: int = 0  # examples whose count includes tools or calls, estimated as OpenAI's cookbook does
     histogram: tuple[tuple[float, int], ...] = ()  # (lower edge of a bin, examples in it): the report's picture
+    sampled: int | None = None  # examples counted, when the statistics come from a sample (None: all counted)
+    total_ci95: int | None = None  # half-width of the 95% confidence interval of ``total`` (sampled only)
 
 
 class FileReport(_Model):

@@ -11,7 +11,7 @@ stable code in :data:`CHECKS` with its severity and a one-line remedy. Task part
 from __future__ import annotations
 
 import hashlib
-import math
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -25,13 +25,14 @@ from prefect import get_run_logger, task
 from ftprep.caching import TokenCounting
 from ftprep.errors import InputError, ValidationFailed
 from ftprep.fsio import file_problem
-from ftprep.models import FileReport, Finding, TokenStats, ValidationReport, WrittenFiles
+from ftprep.models import FileReport, Finding, ValidationReport, WrittenFiles
 from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION
 from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
 from ftprep.pause import pause_point
 from ftprep.redact import redact, redact_obj
-from ftprep.tokens import TOOL_ESTIMATE_NOTE, count_example, text_counter
+from ftprep.tokens import TOOL_ESTIMATE_NOTE, UPPER_MARGIN, count_example, text_counter
 from tasks import PIPELINE_CACHE
+from tasks.token_stats import ALL, SAMPLE, in_sample, sample_cut, token_stats
 from tasks.validation_checks import CHECKS, ERROR, WARNING
 from tasks.validation_report import render_markdown, render_text, stats_table, summary_line
 
@@ -51,6 +52,7 @@ class LineResult:
     tokens: int | None = None
     upper: int | None = None  # never below the true count: what the per-example limit is checked against
     estimated: bool = False  # tools or calls were counted as estimates
+    sampled: bool = False  # in the token sample: its count goes into the statistics
     example: bytes | None = None  # digest of the whole example, for duplicates and leakage
     prompt: bytes | None = None  # digest of its user messages, for prompt leakage
 
@@ -77,9 +79,11 @@ def _content_ok(content: Any) -> bool | None:
     return None
 
 
-def check_example(raw: bytes, lineno: int, count, encoding: str = "o200k_base", exact: bool = True) -> LineResult:
+def check_example(raw: bytes, lineno: int, count, encoding: str = "o200k_base", exact: bool = True,
+                  limit: int | None = None, cut: int = ALL) -> LineResult:
     """Check one line of a chat fine-tuning file; count its tokens (:func:`ftprep.tokens.count_example`) if it is
-    well-formed."""
+    well-formed and in the sample (``cut``, see :mod:`tasks.token_stats`), or if its bytes cannot prove it under
+    the per-example ``limit``."""
     result = LineResult(lineno)
     codes = result.codes
     if not raw.strip():
@@ -152,14 +156,18 @@ def check_example(raw: bytes, lineno: int, count, encoding: str = "o200k_base", 
     if users:
         result.prompt = _digest("\x00".join(users).encode())
     if well_formed:
-        counted = count_example(obj, len(raw), count, encoding, exact)
-        result.tokens, result.upper, result.estimated = counted.tokens, counted.upper, counted.estimated
+        result.sampled = in_sample(result.example, cut)
+        if result.sampled or limit is None or len(raw) + UPPER_MARGIN > limit:
+            counted = count_example(obj, len(raw), count, encoding, exact)
+            result.tokens, result.upper, result.estimated = counted.tokens, counted.upper, counted.estimated
+        else:  # a token is at least one byte: the line's bytes prove it under the limit, no need to count
+            result.upper = len(raw) + UPPER_MARGIN
     return result
 
 
-def _check_chunk(encoding: str, lines: list[tuple[int, bytes]]) -> list[LineResult]:
+def _check_chunk(encoding: str, limit: int, cut: int, lines: list[tuple[int, bytes]]) -> list[LineResult]:
     count, fallback = text_counter(encoding)
-    return [check_example(raw, lineno, count, encoding, fallback is None) for lineno, raw in lines]
+    return [check_example(raw, lineno, count, encoding, fallback is None, limit, cut) for lineno, raw in lines]
 
 
 # ----------------------------------------------------------------------------------------- one file
@@ -192,21 +200,27 @@ class _FileScan:
     lines: dict[str, list[int]] = field(default_factory=dict)  # code -> line numbers
     example_lines: dict[bytes, int] = field(default_factory=dict)  # digest -> first line
     prompt_lines: dict[bytes, int] = field(default_factory=dict)
+    sampled: bool = False
 
     def add(self, code: str, lineno: int) -> None:
         self.lines.setdefault(code, []).append(lineno)
 
 
-def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExecutor | None) -> _FileScan:
+def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExecutor | None,
+          exact_tokens: bool = False) -> _FileScan:
     scan = _FileScan(path, role)
     with open(path, "rb") as f:
         if f.read(3) == b"\xef\xbb\xbf":
             scan.add("bom", 1)
     chunks = _chunks(_read_lines(path), CHUNK_LINES)
+    first = next(chunks, [])
+    average = sum(len(raw) + 1 for _, raw in first) / max(len(first), 1)
+    cut = sample_cut(path.stat().st_size / max(average, 1.0), exact_tokens)
+    chunks = itertools.chain([first], chunks) if first else iter(())
     if pool is None:
-        results = (_check_chunk(encoding, c) for c in chunks)
+        results = (_check_chunk(encoding, limit, cut, c) for c in chunks)
     else:
-        results = pool.map(_check_chunk, _repeat(encoding), chunks)
+        results = pool.map(_check_chunk, _repeat(encoding), _repeat(limit), _repeat(cut), chunks)
     last_line = 0
     for chunk in results:
         for r in chunk:
@@ -219,9 +233,10 @@ def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExe
             if "not_utf8" in r.codes or "invalid_json" in r.codes or "not_object" in r.codes:
                 continue
             scan.examples += 1
-            if r.tokens is not None:
+            if r.tokens is not None and r.sampled:
                 scan.tokens.append(r.tokens)
                 scan.estimated += r.estimated
+            if r.upper is not None:
                 if r.upper > limit:  # the upper bound: an estimate must never let an example through
                     scan.add("too_many_tokens", r.lineno)
             if r.example is not None:
@@ -236,35 +251,15 @@ def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExe
         scan.lines["blank_line"] = blanks
     if scan.examples < MIN_EXAMPLES:
         scan.add("too_few_examples", 0)
+    if cut < ALL and scan.examples <= SAMPLE:  # the size was misjudged: a small file is counted exactly
+        return _scan(path, role, encoding, limit, pool, exact_tokens=True)
+    scan.sampled = cut < ALL
     return scan
 
 
 def _repeat(value: Any) -> Iterator[Any]:
     while True:
         yield value
-
-
-def _stats(tokens: list[int], limit: int, examples: int, estimated: int) -> TokenStats | None:
-    if not tokens:
-        return None
-    ordered = sorted(tokens)
-    n = len(ordered)
-    median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
-    p90 = ordered[min(n - 1, math.ceil(0.9 * n) - 1)]
-    return TokenStats(examples=examples, min=ordered[0], median=median, p90=p90, max=ordered[-1],
-                      total=sum(ordered), billable=sum(min(t, limit) for t in ordered),
-                      over_limit=sum(1 for t in ordered if t > limit), estimated=estimated,
-                      histogram=histogram(ordered))
-
-
-def histogram(ordered: list[int] | list[float], bins: int = 30) -> tuple[tuple[float, int], ...]:
-    """(lower edge, count) of ``bins`` equal bins over sorted values: small enough to persist with the report."""
-    low, high = ordered[0], ordered[-1]
-    width = (high - low) / bins or 1
-    counts = [0] * bins
-    for value in ordered:
-        counts[min(int((value - low) / width), bins - 1)] += 1
-    return tuple((round(low + i * width, 4), c) for i, c in enumerate(counts))
 
 
 def _finding(code: str, path: Path, lines: list[int], detail: str = "") -> Finding:
@@ -279,8 +274,12 @@ def validate_files(
     model: str = DEFAULT_MODEL,
     price_per_1m: float | None = None,
     workers: int | None = None,
+    exact_tokens: bool = False,
 ) -> ValidationReport:
-    """Validate JSONL files given as (path, role) with role "train", "validation" or "file"."""
+    """Validate JSONL files given as (path, role) with role "train", "validation" or "file".
+
+    Structural checks, duplicates and leakage cover every line; token statistics and the cost come from a
+    deterministic sample of large files unless ``exact_tokens`` (:mod:`tasks.token_stats`)."""
     spec = model_spec(model)
     for path, _ in files:  # one line for a missing file, a folder, a FIFO (never opened: it would block)...
         if (problem := file_problem(path)) is not None:
@@ -297,7 +296,7 @@ def validate_files(
         scans = []
         for path, role in files:
             try:
-                scans.append(_scan(path, role, spec.encoding, spec.max_tokens_per_example, pool))
+                scans.append(_scan(path, role, spec.encoding, spec.max_tokens_per_example, pool, exact_tokens))
             except OSError as e:  # a read error (EIO, a file removed or made unreadable meanwhile)
                 raise InputError(f"{path} cannot be read ({e.strerror or e}); check the file") from None
     finally:
@@ -327,14 +326,15 @@ def validate_files(
                                      f" ({len(prompt)} of {validation.examples})"))
 
     reports = tuple(FileReport(path=str(s.path), role=s.role, examples=s.examples,
-                               tokens=_stats(s.tokens, spec.max_tokens_per_example, s.examples, s.estimated))
+                               tokens=token_stats(s.tokens, spec.max_tokens_per_example, s.examples, s.estimated))
                     for s in scans)
     billed = train if train is not None else (scans[0] if len(scans) == 1 else None)
     epochs = billable = cost = None
     price = training_price(model, price_per_1m)
-    if billed is not None and billed.tokens:
+    billed_stats = next((r.tokens for r, s in zip(reports, scans, strict=True) if s is billed), None)
+    if billed is not None and billed_stats is not None:
         epochs = default_epochs(billed.examples)
-        billable = sum(min(t, spec.max_tokens_per_example) for t in billed.tokens)
+        billable = billed_stats.billable
         cost = round(billable * epochs * price / 1e6, 4)
     order = {ERROR: 0, WARNING: 1}
     findings.sort(key=lambda f: (order[f.severity], f.file, f.lines[:1]))
@@ -367,11 +367,12 @@ def publish_report(report: ValidationReport) -> None:
 @task(name="validate", cache_policy=PIPELINE_CACHE + TokenCounting(param="model"),
       persist_result=True)
 def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
-                     price_per_1m: float | None = None) -> ValidationReport:
+                     price_per_1m: float | None = None, exact_tokens: bool = False) -> ValidationReport:
     """Validate the written files; fail (before any upload) on errors, log warnings."""
     logger = get_run_logger()
     pause_point("validate")
-    report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model, price_per_1m=price_per_1m)
+    report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model, price_per_1m=price_per_1m,
+                            exact_tokens=exact_tokens)
     for line in render_text(report).splitlines():
         level = "error" if line.startswith("error") else "warning" if line.startswith(("warning", "note")) else "info"
         getattr(logger, level)(line)

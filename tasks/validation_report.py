@@ -21,7 +21,9 @@ def render_text(report: ValidationReport) -> str:
         if f.tokens:
             t = f.tokens
             line += (f"; tokens per example min {t.min:,}, median {t.median:,.0f}, p90 {t.p90:,}, max {t.max:,}; "
-                     f"total {t.total:,}" + (f" ({t.estimated:,} examples estimated)" if t.estimated else ""))
+                     f"total {t.total:,}" + (f" ({t.estimated:,} examples estimated)" if t.estimated else "")
+                     + (f" ± {t.total_ci95:,} (95%; from a sample of {t.sampled:,} examples, the limit checked on "
+                        "every one; --exact-tokens counts all)" if t.sampled else ""))
         out.append(line)
     if report.token_counts_estimated:
         out.append(f"note: {report.token_counts_estimated}")
@@ -46,6 +48,11 @@ def render_markdown(report: ValidationReport) -> str:
     for note in (report.token_counts_estimated, report.tool_token_estimates):
         if note:
             out += [f"> {note}", ""]
+    for f in report.files:
+        if f.tokens and f.tokens.sampled:
+            out += [f"> {f.role}: token statistics from a sample of {f.tokens.sampled:,} of {f.examples:,} examples; "
+                    f"total {f.tokens.total:,} ± {f.tokens.total_ci95:,} (95%). The per-example limit was checked on "
+                    "every example.", ""]
     if report.findings:
         out += ["| severity | code | where | problem | remedy |", "|---|---|---|---|---|"]
         out += [f"| {f.severity} | `{f.code}` | {_where(f)} | {f.message} | {f.remedy} |" for f in report.findings]
@@ -59,7 +66,8 @@ def render_markdown(report: ValidationReport) -> str:
 
 def stats_table(report: ValidationReport) -> list[dict]:
     return [{"role": f.role, "file": Path(f.path).name, "examples": f.examples,
-             **({k: getattr(f.tokens, k) for k in ("min", "median", "p90", "max", "total", "billable", "estimated")}
+             **({k: getattr(f.tokens, k) for k in ("min", "median", "p90", "max", "total", "billable", "estimated",
+                                                    "sampled", "total_ci95")}
                 if f.tokens else {})} for f in report.files]
 
 
