@@ -22,6 +22,7 @@ from prefect import get_run_logger, task
 
 from ftprep import outputs
 from ftprep.errors import InputError
+from ftprep.fsio import disk_error, is_disk_error
 from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
 from ftprep.names import ARTIFACT_WRITE_PROGRESS, FILE_NAMES
 from ftprep.pause import pause_point
@@ -125,9 +126,11 @@ def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, store: RecordSt
                                         slice_indices(s), render, progress, role)
             pause_point("write")  # tests: killed between the two files
         generation = outputs.seal(stage, [digests[role][0] for role in slices])
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(stage, ignore_errors=True)
         outputs.release(stage)
+        if is_disk_error(e):  # a full disk (ENOSPC) or the like: one line, nothing left behind
+            raise disk_error(e, out_dir) from None
         raise
     written = {}
     for role, (sha, size) in digests.items():

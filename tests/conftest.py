@@ -24,11 +24,21 @@ for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJE
 from tests.openai_stub import StubOpenAI  # noqa: E402
 
 
-@pytest.fixture
-def openai_stub() -> Iterator[StubOpenAI]:
-    """A fresh OpenAI Files/Uploads API stub on 127.0.0.1 (random port); ``.base_url`` ends in ``/v1``."""
+@pytest.fixture(scope="session")
+def openai_stub_session() -> Iterator[StubOpenAI]:
+    """The session's one OpenAI stub server on 127.0.0.1 (random port); tests use ``openai_stub``."""
     with StubOpenAI() as stub:
         yield stub
+
+
+@pytest.fixture
+def openai_stub(openai_stub_session) -> Iterator[StubOpenAI]:
+    """The OpenAI Files/Uploads/jobs/chat stub, as good as new: reset before and after each test (connections
+    of the previous test aborted, settings back to their defaults, no records, faults, files or jobs);
+    ``.base_url`` ends in ``/v1``."""
+    openai_stub_session.reset()
+    yield openai_stub_session
+    openai_stub_session.reset()
 
 
 @pytest.fixture

@@ -1094,14 +1094,24 @@ class StubOpenAI:
 
     def __init__(self, api_key: str | None = DEFAULT_API_KEY, processing_polls: int = 0, *,
                  host: str = "127.0.0.1", port: int = 0) -> None:
-        self.api_key = api_key
-        self.processing_polls = processing_polls
-        self.max_file_bytes = 512 * 1024 * 1024
-        self.max_part_bytes = 64 * 1024 * 1024
         self.host = host
         self.port = port
         self.base_url = ""
         self._lock = threading.RLock()
+        self._defaults = (api_key, processing_polls)
+        self._reset_state()
+        self._stopping = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._handler_threads: set[threading.Thread] = set()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._tmpdir: Path | None = None
+
+    def _reset_state(self) -> None:
+        """Everything a test can change or create: settings back to the constructor's, no records or data."""
+        self.api_key, self.processing_polls = self._defaults
+        self.max_file_bytes = 512 * 1024 * 1024
+        self.max_part_bytes = 64 * 1024 * 1024
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._fail_rules: list[tuple[str, str]] = []
@@ -1121,12 +1131,6 @@ class StubOpenAI:
         self.price_factors: dict[str, float] = {"ft:*": 1.1}  # fnmatch pattern -> price_reply's factor
         self.job_results_base64 = False
         self._seq = itertools.count(1)
-        self._stopping = threading.Event()
-        self._conns: set[socket.socket] = set()
-        self._handler_threads: set[threading.Thread] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._tmpdir: Path | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def start(self) -> StubOpenAI:
@@ -1169,6 +1173,35 @@ class StubOpenAI:
             t.join(max(deadline - time.monotonic(), 0))
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def reset(self, timeout: float = 5.0) -> None:
+        """Make a running stub as good as a new one on the same port, for the next test.
+
+        Open connections are aborted first and their handler threads joined, so a request still in flight
+        from an earlier test (or a kept-alive client) cannot be recorded, store a file or consume a fault
+        after the reset. Then every setting goes back to the constructor's value and all records, faults,
+        files, uploads, jobs and stored bytes are dropped.
+        """
+        self._stopping.set()  # cuts injected delays short; connections accepted meanwhile are closed at once
+        try:
+            with self._lock:
+                conns = list(self._conns)
+                threads = list(self._handler_threads)
+            for sock in conns:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            deadline = time.monotonic() + timeout
+            for t in threads:
+                t.join(max(deadline - time.monotonic(), 0))
+            if any(t.is_alive() for t in threads):
+                raise RuntimeError("openai stub: a request handler of the previous test did not finish")
+            with self._lock:
+                self._reset_state()
+                if self._tmpdir is not None:
+                    for blob in self._tmpdir.iterdir():
+                        blob.unlink(missing_ok=True)
+        finally:
+            self._stopping.clear()
 
     @property
     def storage_dir(self) -> Path | None:

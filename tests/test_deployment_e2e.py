@@ -9,9 +9,15 @@ import pytest
 from tests.prefect_procs import prefect, prefect_server, tail, wait_until, worker
 
 
-@pytest.fixture
-def server_env(tmp_path):
-    with prefect_server(tmp_path / "prefect-home", tmp_path / "server.log") as env:
+@pytest.fixture(scope="module")
+def server_env(tmp_path_factory):
+    """One real `prefect server` for this module's tests, with the work pool and prefect.yaml's deployments
+    (starting a server and deploying take most of an end-to-end test). Each test starts its own worker and
+    flow run and reads only that run's records, by id."""
+    home = tmp_path_factory.mktemp("prefect-e2e")
+    with prefect_server(home / "prefect-home", home / "server.log") as env:
+        prefect(env, "work-pool", "create", "ftprep-process", "--type", "process")
+        prefect(env, "--no-prompt", "deploy", "--all")
         yield env
 
 
@@ -28,8 +34,6 @@ def test_deployment_runs_from_the_api_with_retry_history(tmp_path, server_env, o
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     env = server_env
-    prefect(env, "work-pool", "create", "ftprep-process", "--type", "process")
-    prefect(env, "--no-prompt", "deploy", "--all")
 
     openai_stub.inject("POST", "/v1/files", "status", status=503, message="The server is overloaded")
     out = tmp_path / "out"
@@ -82,8 +86,6 @@ def test_cancelling_a_fine_tune_run_cancels_its_job(tmp_path, server_env, openai
     from prefect.states import Cancelling
 
     env = server_env
-    prefect(env, "work-pool", "create", "ftprep-process", "--type", "process")
-    prefect(env, "--no-prompt", "deploy", "--all")
     training = openai_stub.seed_file("fine_tune_train.0123.jsonl", b'{"messages": []}\n' * 10)
     openai_stub.job_script = ("validating_files", "queued", "running")  # a job that runs until cancelled
 

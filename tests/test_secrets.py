@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
 
 from flows.prepare import prepare
 from ftprep.models import SplitConfig
 from tests.openai_stub import StubOpenAI
+from tests.prefect_api import read_all, run_logs, run_task_runs, settle
 
 
 def files_containing(root: Path, needle: bytes) -> list[str]:
@@ -48,16 +49,21 @@ def test_key_is_nowhere_after_runs_with_faults(tmp_path, monkeypatch, prefect_se
         assert len(stub.files_for()) == 2
 
     texts: list[str] = [str(failed.message), str(ok.message)]
+    run_ids = [ok.state_details.flow_run_id, failed.state_details.flow_run_id]
     with get_client(sync_client=True) as client:
-        for state in (ok, failed):
-            run_id = state.state_details.flow_run_id
-            texts += [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+        # Logs, task runs and their states reach the server after the flow returns (a log worker sending every
+        # 2 s, events recorded in the background): search them only once they have all arrived.
+        settle(client, run_ids)
+        for run_id in run_ids:
+            texts += [log.message for log in run_logs(client, run_id)]
             run = client.read_flow_run(run_id)
             texts += [str(run.parameters), str(run.state.message)]
-            for task_run in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))):
+            for task_run in run_task_runs(client, run_id):
                 states = client.read_task_run_states(task_run.id)
                 texts += [str(task_run.state.message)] + [str(s.message) for s in states]
-        texts += [str(a.data) for a in client.read_artifacts()]
+        artifacts = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))
+        texts += [str(a.data) for a in read_all(lambda limit, offset: client.read_artifacts(
+            artifact_filter=artifacts, limit=limit, offset=offset))]
         texts += [str(v.value) for v in client.read_variables()]
     assert len(texts) > 50 and any("Uploaded" in t or "Reused" in t for t in texts)
     assert not [t for t in texts if key in t]
@@ -86,8 +92,11 @@ def test_credentials_in_the_base_url_are_nowhere(tmp_path, monkeypatch, prefect_
     texts = [str(state.message)]
     with get_client(sync_client=True) as client:
         run_id = state.state_details.flow_run_id
-        texts += [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
-        texts += [str(a.data) for a in client.read_artifacts()] + [str(v.value) for v in client.read_variables()]
+        settle(client, [run_id])
+        texts += [log.message for log in run_logs(client, run_id)]
+        artifacts = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        texts += [str(a.data) for a in client.read_artifacts(artifact_filter=artifacts)]
+        texts += [str(v.value) for v in client.read_variables()]
     assert not [t for t in texts if key in t or "alice:" in t]
     captured = capfd.readouterr()
     assert key not in captured.out + captured.err
