@@ -17,7 +17,7 @@ from ftprep.names import FLOW_PREPARE
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
-from tasks.charts import draw_charts
+from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
 from tasks.load import load_dataset, new_store
 from tasks.publish import publish_result
@@ -68,11 +68,13 @@ def prepare(
     if not files_intact(files):
         logger.info("Output files changed since they were written; writing them again")
         files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store)
+    # pictures are drawn beside validation and the uploads, into the generation that publish commits
+    generation = str(Path(files.train.path).parent)
+    targets = draw_targets.submit(plan, fmt.template, generation, store)
     # errors stop the flow here, before any upload
     report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens)
 
-    # the pictures are drawn beside the uploads, and committed with the files
-    charts = draw_charts.submit(report, plan, fmt.template, str(Path(files.train.path).parent), store)
+    charts = draw_tokens.submit(report, generation, targets)
     uploaded, skipped = (), None
     if not upload:
         skipped = "upload not requested (--no-upload)"

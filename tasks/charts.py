@@ -1,8 +1,9 @@
 """Charts: the dataset report as pictures (tokens per example, the target's values), drawn off the critical path.
 
 Pure part: :func:`target_values` takes the template's target field (``target = "price"`` in the course presets)
-from the training records; :func:`draw` makes the PNGs. Task part: :func:`draw_charts` runs beside the uploads
-(the flow submits it) and writes the pictures into the run's generation, so they are committed with the files.
+from the training records; :func:`draw` makes the PNGs. Tasks: :func:`draw_targets` runs beside validation (it
+needs only the records), :func:`draw_tokens` beside the uploads; both write into the run's generation, so the
+pictures are committed with the files.
 """
 
 from __future__ import annotations
@@ -47,15 +48,20 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def draw(report: ValidationReport, targets: list[float] | None, target: str | None) -> dict[str, bytes]:
-    """PNG bytes by file name: tokens per example (one bar chart per file), and the target's distribution."""
+def _matplotlib():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def draw(report: ValidationReport | None, targets: list[float] | None, target: str | None) -> dict[str, bytes]:
+    """PNG bytes by file name: tokens per example (one bar chart per file), and the target's distribution."""
+    plt = _matplotlib()
     charts: dict[str, bytes] = {}
-    reports = [f for f in report.files if f.tokens and f.tokens.histogram]
+    reports = [f for f in report.files if f.tokens and f.tokens.histogram] if report else []
     if reports:
         fig, axes = plt.subplots(1, len(reports), figsize=(5 * len(reports), 3.6), dpi=100, squeeze=False)
         for ax, f in zip(axes[0], reports, strict=True):
@@ -74,18 +80,29 @@ def draw(report: ValidationReport, targets: list[float] | None, target: str | No
     return charts
 
 
-@task(name="charts", cache_policy=NO_CACHE)
-def draw_charts(report: ValidationReport, plan: SplitPlan, template: Template, generation: str,
-                store: RecordStore) -> list[str]:
-    """Draw the dataset's pictures into the run's generation (committed with the files by publish)."""
-    existing = [Path(generation) / name for name in (CHART_TOKENS, CHART_TARGETS)]
-    if existing[0].exists():  # the generation is content-addressed: its pictures are already drawn
-        return [str(p) for p in existing if p.exists()]
-    targets = None
-    if template.target:
-        records = store.read(plan.train.dataset.path, plan.train.dataset.sha256)
-        targets = target_values(records, slice_indices(plan.train), template.target)
-    paths = [str(atomic_write(Path(generation) / name, data)) for name, data in draw(report, targets,
-                                                                                     template.target).items()]
-    get_run_logger().info("Drew %s", ", ".join(Path(p).name for p in paths) or "no chart (no token counts)")
+def _drawn(generation: str) -> list[str]:
+    return [str(p) for p in (Path(generation) / CHART_TOKENS, Path(generation) / CHART_TARGETS) if p.exists()]
+
+
+@task(name="chart-targets", cache_policy=NO_CACHE)
+def draw_targets(plan: SplitPlan, template: Template, generation: str, store: RecordStore) -> list[str]:
+    """The target's distribution, drawn while validation runs (it needs only the records)."""
+    if not template.target or (Path(generation) / CHART_TARGETS).exists():
+        _matplotlib()  # warm the import for the token chart, off the critical path
+        return _drawn(generation)
+    records = store.read(plan.train.dataset.path, plan.train.dataset.sha256)
+    targets = target_values(records, slice_indices(plan.train), template.target)
+    for name, data in draw(None, targets, template.target).items():
+        atomic_write(Path(generation) / name, data)
+    return _drawn(generation)
+
+
+@task(name="chart-tokens", cache_policy=NO_CACHE)
+def draw_tokens(report: ValidationReport, generation: str, targets: list[str]) -> list[str]:
+    """Tokens per example, from the histogram in the validation report; returns every chart of the generation."""
+    if not (Path(generation) / CHART_TOKENS).exists():  # a generation is content-addressed: drawn once
+        for name, data in draw(report, None, None).items():
+            atomic_write(Path(generation) / name, data)
+    paths = _drawn(generation)
+    get_run_logger().info("Pictures: %s", ", ".join(Path(p).name for p in paths) or "none (no token counts)")
     return paths

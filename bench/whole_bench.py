@@ -1,0 +1,182 @@
+"""Whole-command benchmark: the notebook's path vs ``ftprep prepare``, and a naive Prefect port on the everyday job.
+
+    .venv/bin/python bench/whole_bench.py                 # 400k, 500/50 with upload, warm make-run command
+    .venv/bin/python bench/whole_bench.py --curve          # also JSONL inputs of 100k, 400k (and --big: 2M)
+
+Printed, each side in its own process (wall from process start to exit, peak RSS from the kernel's rusage):
+
+1. 400,000 course items, 399,000 train + 1,000 validation, ``--no-upload``: the course notebook's whole path
+   (unpickle, format, ``json.dumps``, one write) against ``ftprep prepare`` with the validation gate on, best of
+   3 each, interleaved, against one running Prefect server, a fresh result store per ftprep run (nothing cached).
+2. The everyday job, 500/50 with upload to the local stub: ftprep against ``bench/naive_port.py`` (five plain
+   Prefect tasks), same server, the stub emptied before each run, best of 3 interleaved.
+3. The command ``make run`` runs (600-item sample, Prefect's embedded default: no PREFECT_API_URL), warm
+   (installed, Prefect's database migrated), best of 2, against the naive port on the same default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+PY = sys.executable
+FTPREP = str(Path(PY).parent / "ftprep")
+sys.path.insert(0, str(ROOT))
+
+NOTEBOOK = """
+import pickle, sys, types
+sys.path.insert(0, {root!r})
+from tests import reference_notebook as nb
+items_mod = types.ModuleType("items")
+class Item(nb.Item):
+    pass
+Item.__module__ = "items"
+items_mod.Item = Item
+sys.modules["items"] = items_mod
+with open({data!r}, "rb") as f:
+    items = pickle.load(f)
+nb.write_jsonl(items[:{n_train}], {out!r} + "/fine_tune_train.jsonl")
+nb.write_jsonl(items[{n_train}:{n_train} + {n_val}], {out!r} + "/fine_tune_validation.jsonl")
+"""
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one process; exits with its output if it fails."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            log.seek(0)
+            sys.exit(f"{' '.join(cmd[:3])} failed:\n{log.read().decode(errors='replace')[-3000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def best(runs: list[tuple[float, float]]) -> str:
+    walls = " ".join(f"{w:.1f}" for w, _ in runs)
+    return f"{min(w for w, _ in runs):6.2f} s (runs {walls}), peak RSS {max(r for _, r in runs):5.0f} MB"
+
+
+def fresh_store(env: dict[str, str]) -> dict[str, str]:
+    return dict(env, PREFECT_LOCAL_STORAGE_PATH=tempfile.mkdtemp(prefix="ftprep-bench-store-"))
+
+
+def big_run(server_env: dict[str, str], n: int, rounds: int) -> None:
+    from scripts.sample import write_pickle
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    data = OUT / f"items-{n}.pkl"
+    if not data.exists():
+        write_pickle(data, n)
+    n_val = 1_000
+    nb_out, ft_out = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+    notebook, ours = [], []
+    code = NOTEBOOK.format(root=str(ROOT), data=str(data), n_train=n - n_val, n_val=n_val, out=str(nb_out))
+    for _ in range(rounds):  # interleaved, so both sides see the same machine
+        notebook.append(measure([PY, "-c", code], dict(os.environ)))
+        ours.append(measure([FTPREP, "prepare", "--data", str(data), "--train-size", str(n - n_val),
+                             "--validation-size", str(n_val), "--no-upload", "--out", str(ft_out)],
+                            fresh_store(server_env)))
+    print(f"{n:,} items ({n - n_val:,} + {n_val:,}), --no-upload, validation gate on, python "
+          f"{sys.version.split()[0]}, {os.cpu_count()} cores")
+    print(f"  notebook whole path      {best(notebook)}")
+    print(f"  ftprep prepare           {best(ours)}")
+    ratio = min(w for w, _ in ours) / min(w for w, _ in notebook)
+    rss = max(r for _, r in ours) / max(r for _, r in notebook)
+    print(f"  ratio ftprep/notebook    wall {ratio:.2f}x, peak RSS {rss:.2f}x")
+
+
+def everyday(server_env: dict[str, str], rounds: int) -> None:
+    from scripts.sample import write_pickle
+    from tests.openai_stub import StubOpenAI
+
+    data = OUT / "items-600.pkl"
+    if not data.exists():
+        write_pickle(data, 600)
+    ours, naive = [], []
+    with StubOpenAI() as stub:
+        env = dict(server_env, OPENAI_API_KEY=stub.api_key, OPENAI_BASE_URL=stub.base_url)
+        for _ in range(rounds):
+            stub.reset()
+            ours.append(measure([FTPREP, "prepare", "--data", str(data), "--train-size", "500",
+                                 "--validation-size", "50", "--out", tempfile.mkdtemp()], fresh_store(env)))
+            stub.reset()
+            naive.append(measure([PY, str(ROOT / "bench" / "naive_port.py"), "--data", str(data), "--upload",
+                                  "--out", tempfile.mkdtemp()], fresh_store(env)))
+    print("500/50 with upload to the local stub, same running Prefect server")
+    print(f"  naive Prefect port       {best(naive)}")
+    print(f"  ftprep prepare           {best(ours)}")
+    print(f"  ratio ftprep/naive       {min(w for w, _ in ours) / min(w for w, _ in naive):.2f}x")
+
+
+def make_run(rounds: int) -> None:
+    from scripts.sample import write_pickle
+
+    data = ROOT / "data" / "sample" / "items.pkl"
+    if not data.exists():
+        write_pickle(data, 600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "OPENAI_"))}
+    env["PREFECT_HOME"] = home = tempfile.mkdtemp(prefix="ftprep-bench-home-")
+    measure([FTPREP, "prepare", "--data", str(data), "--out", tempfile.mkdtemp(), "--no-upload"], env)  # migrate
+    ours, naive = [], []
+    for _ in range(rounds):
+        ours.append(measure([FTPREP, "prepare", "--data", str(data), "--out", tempfile.mkdtemp()],
+                            fresh_store(dict(env, PREFECT_HOME=home))))
+        naive.append(measure([PY, str(ROOT / "bench" / "naive_port.py"), "--data", str(data), "--out",
+                              tempfile.mkdtemp()], fresh_store(dict(env, PREFECT_HOME=home))))
+    print("make run's command (600-item sample, no key), Prefect's embedded default, warm")
+    print(f"  naive Prefect port       {best(naive)}")
+    print(f"  ftprep prepare           {best(ours)}")
+    print(f"  ratio ftprep/naive       {min(w for w, _ in ours) / min(w for w, _ in naive):.2f}x")
+
+
+def curve(server_env: dict[str, str], sizes: list[int]) -> None:
+    from scripts.sample import generate_items
+
+    print("JSONL inputs, --no-upload, all records but 1,000 for training")
+    for n in sizes:
+        data = OUT / f"items-{n}.jsonl"
+        if not data.exists():
+            with open(data, "w") as f:
+                for item in generate_items(n):
+                    f.write(json.dumps(item if isinstance(item, dict) else vars(item)) + "\n")
+        wall, rss = measure([FTPREP, "prepare", "--data", str(data), "--train-size", str(n - 1000),
+                             "--validation-size", "1000", "--no-upload", "--out", tempfile.mkdtemp()],
+                            fresh_store(server_env))
+        print(f"  {n:>9,} items  {wall:6.1f} s  peak RSS {rss:6.0f} MB  ({data.stat().st_size / 1e6:.0f} MB file)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=400_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--curve", action="store_true", help="also the JSONL streaming curve (100k, 400k)")
+    ap.add_argument("--big", action="store_true", help="with --curve: also 2M items")
+    args = ap.parse_args()
+    from tests.prefect_procs import prefect_server
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OPENAI_"))}
+    os.environ.update(TIKTOKEN_CACHE_DIR=os.environ.get("TIKTOKEN_CACHE_DIR",
+                                                        str(ROOT.parent / "shared" / "tiktoken-cache")))
+    with tempfile.TemporaryDirectory() as home, prefect_server(Path(home), Path(home) / "server.log") as server:
+        server_env = dict(env, **server)
+        server_env["TIKTOKEN_CACHE_DIR"] = os.environ["TIKTOKEN_CACHE_DIR"]
+        big_run(server_env, args.n, args.rounds)
+        everyday(server_env, args.rounds)
+        if args.curve:
+            curve(server_env, [100_000, 400_000] + ([2_000_000] if args.big else []))
+    make_run(2)
+
+
+if __name__ == "__main__":
+    main()
