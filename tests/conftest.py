@@ -71,7 +71,7 @@ def cli_env(prefect_server, tmp_path) -> dict[str, str]:
 # Services a team runs (tests/services.py). Lazy: nothing starts unless a test asks for it; one line says what
 # to install when the machine lacks it.
 @pytest.fixture(scope="session")
-def postgres_service(tmp_path_factory) -> Iterator:
+def postgres_service() -> Iterator:
     """A PostgreSQL server (run as the ``postgres`` user under root) for the session; skips without the binaries."""
     from contextlib import ExitStack
 
