@@ -76,3 +76,46 @@ def cli_env(prefect_server, tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env["PREFECT_API_URL"] = PREFECT_API_URL.value()
     return env
+
+
+# Services a team runs (tests/services.py). Lazy: nothing starts unless a test asks for it; one line says what
+# to install when the machine lacks it.
+@pytest.fixture(scope="session")
+def postgres_service() -> Iterator:
+    """A PostgreSQL server (run as the ``postgres`` user under root) for the session; skips without the binaries."""
+    from contextlib import ExitStack
+
+    from tests.services import Unavailable, postgres
+
+    with ExitStack() as stack:
+        try:
+            pg = stack.enter_context(postgres())
+        except Unavailable as exc:
+            pytest.skip(str(exc))
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def s3_service(tmp_path_factory) -> Iterator:
+    """moto's S3-compatible server over HTTP for the session: ``.endpoint``, ``.env``, ``.make_bucket(name)``."""
+    from contextlib import ExitStack
+
+    from tests.services import Unavailable, s3_server
+
+    with ExitStack() as stack:
+        try:
+            s3 = stack.enter_context(s3_server(tmp_path_factory.mktemp("s3") / "moto.log"))
+        except Unavailable as exc:
+            pytest.skip(str(exc))
+        yield s3
+
+
+@pytest.fixture(scope="module")
+def team_server(postgres_service, tmp_path_factory) -> Iterator:
+    """A real `prefect server start` on its own PostgreSQL database, shared by the tests of one module:
+    ``.env`` for Prefect commands and workers, ``.sql(query)`` to read its database."""
+    from tests.services import prefect_on_postgres
+
+    base = tmp_path_factory.mktemp("team-server")
+    with prefect_on_postgres(postgres_service, base / "prefect-home", base / "server.log") as server:
+        yield server

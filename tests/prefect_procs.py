@@ -78,8 +78,13 @@ def tail(log: Path, chars: int = 3000) -> str:
 
 
 @contextmanager
-def prefect_server(home: Path, log: Path, timeout: float = 120, **extra_env: str) -> Iterator[dict[str, str]]:
+def prefect_server(home: Path, log: Path, timeout: float = 120, database_url: str | None = None,
+                   **extra_env: str) -> Iterator[dict[str, str]]:
     """A `prefect server start` on 127.0.0.1 (free port) with its own PREFECT_HOME (and database) in ``home``.
+
+    With ``database_url`` (``postgresql+asyncpg://user:password@host:port/db``, see tests/services.py) the
+    server keeps its database there instead of SQLite in ``home``, as a team's server does; only the server
+    gets that URL (PREFECT_API_DATABASE_CONNECTION_URL), not the environment it yields.
 
     Yields the environment for Prefect commands and workers against it: this process's environment without
     any OPENAI_* or PREFECT_* setting, plus PREFECT_HOME, PREFECT_API_URL (``http://127.0.0.1:PORT/api``),
@@ -92,7 +97,9 @@ def prefect_server(home: Path, log: Path, timeout: float = 120, **extra_env: str
     env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PWD=str(ROOT),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
                PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1", **extra_env)
-    with process([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log) as server:
+    server_env = dict(env, PREFECT_API_DATABASE_CONNECTION_URL=database_url) if database_url else env
+    with process([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env,
+                 log) as server:
         wait_until(lambda: healthy(api) or server.poll() is not None, timeout, "prefect server")
         if server.poll() is not None:
             raise RuntimeError(f"prefect server exited with status {server.returncode}:\n{tail(log)}")
@@ -109,8 +116,10 @@ def prefect(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess
 
 
 @contextmanager
-def worker(env: dict[str, str], log: Path, pool: str = "ftprep-process",
-           **extra_env: str) -> Iterator[subprocess.Popen]:
-    """A `prefect worker start --pool POOL` with ``env`` plus ``extra_env``; stopped when the context ends."""
-    with process([PREFECT, "worker", "start", "--pool", pool], dict(env, **extra_env), log) as proc:
+def worker(env: dict[str, str], log: Path, pool: str = "ftprep-process", queue: str | None = None,
+           cwd: Path = ROOT, **extra_env: str) -> Iterator[subprocess.Popen]:
+    """A `prefect worker start --pool POOL [--work-queue QUEUE]` in ``cwd`` with ``env`` plus ``extra_env``;
+    stopped when the context ends."""
+    args = [PREFECT, "worker", "start", "--pool", pool, *(["--work-queue", queue] if queue else [])]
+    with process(args, dict(env, **extra_env), log, cwd=cwd) as proc:
         yield proc
