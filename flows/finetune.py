@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from prefect import flow, get_run_logger
-from prefect.variables import Variable
 from pydantic import Field
 
+from ftprep import variables
 from ftprep.client import make_client
 from ftprep.errors import InputError, Interrupted
 from ftprep.models import FineTuneConfig, FineTuneResult
@@ -104,7 +104,7 @@ def fine_tune(
         started = start_job.with_options(**policy.task_options())(client, training_file, validation_file, job,
                                                                   run_id=run_id, refusal=refusal)
         remember(run_id, started)
-        Variable.set(LATEST_JOB, started.model_dump(mode="json") | {"flow_run_id": run_id}, overwrite=True)
+        variables.write(LATEST_JOB, started.model_dump(mode="json") | {"flow_run_id": run_id})
         result = follow_job(client, started.job_id, policy, poll_base=poll_seconds, timeout=job_timeout)
     except KeyboardInterrupt:
         # Ctrl-C in a terminal: the run would end Crashed and no cancellation hook would run; decide here.

@@ -59,3 +59,24 @@ def latest_model() -> str | None:
     if not isinstance(model, str) or not model.strip():
         raise _malformed(LATEST_MODEL, "has no fine_tuned_model")
     return model
+
+
+def write(name: str, value: Any) -> None:
+    """Set Variable ``name`` (redacted), also when another run creates it at the same moment.
+
+    Prefect's ``Variable.set(overwrite=True)`` reads, then creates: two first runs that finish together both
+    try to create it, and one gets ObjectAlreadyExists; that one sets it again.
+    """
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.variables import Variable
+
+    from ftprep.redact import redact_obj
+
+    value = redact_obj(value)
+    for attempt in range(3):
+        try:
+            Variable.set(name, value, overwrite=True)
+            return
+        except ObjectAlreadyExists:
+            if attempt == 2:
+                raise

@@ -20,6 +20,7 @@ from openai import OpenAI
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from ftprep import variables
 from ftprep.errors import InputError, RemoteError
 from ftprep.models import FineTuneConfig, FineTuneResult
 from ftprep.names import ARTIFACT_FINE_TUNE, LATEST_FILES, LATEST_JOB, LATEST_MODEL
@@ -256,11 +257,10 @@ def failure(result: FineTuneResult) -> RemoteError | None:
 def publish_job(result: FineTuneResult) -> None:
     """Record the job in the Variable the evaluate run reads, and as an artifact."""
     from prefect.artifacts import create_table_artifact
-    from prefect.variables import Variable
 
-    Variable.set(LATEST_JOB, result.model_dump(mode="json"), overwrite=True)
+    variables.write(LATEST_JOB, result.model_dump(mode="json"))
     if result.status == "succeeded" and result.fine_tuned_model:
-        Variable.set(LATEST_MODEL, result.model_dump(mode="json"), overwrite=True)
+        variables.write(LATEST_MODEL, result.model_dump(mode="json"))
     create_table_artifact(key=ARTIFACT_FINE_TUNE, table=[result.model_dump(mode="json")],
                           description=f"Fine-tuning job {result.job_id}: {result.status}")
     get_run_logger().info("Stored job %s (%s, model %s) in Prefect Variable %r", result.job_id, result.status,

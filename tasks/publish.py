@@ -14,9 +14,8 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.variables import Variable
 
-from ftprep import outputs
+from ftprep import outputs, variables
 from ftprep.models import PrepareResult
 from ftprep.names import ARTIFACT_CHARTS, ARTIFACT_FILES, DASHBOARD_FILE_URL, LATEST_FILES, artifact_openai_file
 from ftprep.redact import redact, redact_obj
@@ -88,7 +87,7 @@ def publish_result(result: PrepareResult, charts: list[str] = (), dashboard_link
                              link_text=f"{remote.role} file {remote.id} in OpenAI's dashboard",
                              description=redact(f"{remote.filename} ({remote.bytes:,} bytes) on {result.remote}"))
     if result.uploaded:
-        Variable.set(LATEST_FILES, redact_obj(variable_value(result)), overwrite=True)
+        variables.write(LATEST_FILES, redact_obj(variable_value(result)))
         logger.info("Stored file ids in Prefect Variable %r: %s", LATEST_FILES,
                     ", ".join(f"{f.role}={f.id}" for f in result.uploaded))
     return str(manifest)
