@@ -24,6 +24,19 @@ for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJE
 from tests.openai_stub import StubOpenAI  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def fresh_results(tmp_path, monkeypatch) -> Iterator[Path]:
+    """Each test its own result store (persisted results, cache records, evaluation answers), in this process
+    and in the commands it starts: the session shares one stub URL, so an answer cached by content in one test
+    would otherwise be a cache hit in the next."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    store = tmp_path / "prefect-results"
+    monkeypatch.setenv("PREFECT_LOCAL_STORAGE_PATH", str(store))
+    with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: store}):
+        yield store
+
+
 @pytest.fixture(scope="session")
 def openai_stub_session() -> Iterator[StubOpenAI]:
     """The session's one OpenAI stub server on 127.0.0.1 (random port); tests use ``openai_stub``."""

@@ -116,9 +116,7 @@ def test_cancelling_one_of_two_runs_cancels_exactly_its_job(tmp_path, server_env
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Cancelling
 
-    env = server_env
-    prefect(env, "work-pool", "create", "ftprep-process", "--type", "process")
-    prefect(env, "--no-prompt", "deploy", "--all")
+    env = server_env  # the module's server: the work pool and the deployments exist already
     a_file = openai_stub.seed_file("a.jsonl", b'{"messages": []}\n' * 10)
     b_file = openai_stub.seed_file("b.jsonl", b'{"messages": []}\n' * 11)
     openai_stub.job_script = ("validating_files", "queued", "running")  # jobs run until cancelled
