@@ -32,6 +32,7 @@ from ftprep.models import Answer, DatasetRef, EvalMetrics, Predictions, Template
 from ftprep.names import LATEST_FILES, LATEST_MODEL
 from ftprep.numeric import NumericError, check_number
 from ftprep.openai_models import inference_cost
+from ftprep.progress import bar
 from ftprep.records import RecordStore
 from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, slot
 from tasks.format import compile_template
@@ -247,8 +248,10 @@ def predict(client: OpenAI, endpoint: str, model: str, conversations: list[list[
                                errors=(str(exc),) * len(conversations), refused=str(exc))
         keep(0, answer, exc)
         futures = [submit(i) for i in range(1, len(conversations))]
-        for i, future in enumerate(futures, start=1):
-            keep(i, *_outcome(future))
+        with bar(f"asking {model}", len(conversations)) as show:
+            for i, future in enumerate(futures, start=1):
+                keep(i, *_outcome(future))
+                show(i + 1)
     failed = sum(a is None for a in answers)
     logger.info("%s answers from %s%s", len(answers) - failed, model, f"; {failed} item(s) failed" if failed else "")
     return Predictions(model=model, answers=tuple(answers), errors=tuple(errors))

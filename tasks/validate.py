@@ -29,6 +29,7 @@ from ftprep.models import FileReport, Finding, ValidationReport, WrittenFiles
 from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION
 from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
 from ftprep.pause import pause_point
+from ftprep.progress import bar
 from ftprep.redact import redact, redact_obj
 from ftprep.tokens import TOOL_ESTIMATE_NOTE, UPPER_MARGIN, count_example, text_counter
 from tasks import PIPELINE_CACHE
@@ -221,30 +222,13 @@ def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExe
         results = (_check_chunk(encoding, limit, cut, c) for c in chunks)
     else:
         results = pool.map(_check_chunk, _repeat(encoding), _repeat(limit), _repeat(cut), chunks)
-    last_line = 0
-    for chunk in results:
-        for r in chunk:
-            if r.codes == ["blank_line"]:
-                scan.add("blank_line", r.lineno)
-                continue
-            last_line = r.lineno
-            for code in r.codes:
-                scan.add(code, r.lineno)
-            if "not_utf8" in r.codes or "invalid_json" in r.codes or "not_object" in r.codes:
-                continue
-            scan.examples += 1
-            if r.tokens is not None and r.sampled:
-                scan.tokens.append(r.tokens)
-                scan.estimated += r.estimated
-            if r.upper is not None:
-                if r.upper > limit:  # the upper bound: an estimate must never let an example through
-                    scan.add("too_many_tokens", r.lineno)
-            if r.example is not None:
-                first = scan.example_lines.setdefault(r.example, r.lineno)
-                if first != r.lineno:
-                    scan.add("duplicate_example", r.lineno)
-            if r.prompt is not None:
-                scan.prompt_lines.setdefault(r.prompt, r.lineno)
+    last_line, done = 0, 0
+    with bar(f"validating {path.name}", int(path.stat().st_size / max(average, 1.0))) as show:
+        for chunk in results:
+            done += len(chunk)
+            show(done)
+            for r in chunk:
+                last_line = _take(scan, r, limit, last_line)
     # Blank lines after the last example are harmless; blank lines between examples are not.
     blanks = [n for n in scan.lines.pop("blank_line", []) if n < last_line]
     if blanks:
@@ -255,6 +239,30 @@ def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExe
         return _scan(path, role, encoding, limit, pool, exact_tokens=True)
     scan.sampled = cut < ALL
     return scan
+
+
+def _take(scan: _FileScan, r: LineResult, limit: int, last_line: int) -> int:
+    """Add one line's result to the file's scan; return the number of the last non-blank line so far."""
+    if r.codes == ["blank_line"]:
+        scan.add("blank_line", r.lineno)
+        return last_line
+    for code in r.codes:
+        scan.add(code, r.lineno)
+    if "not_utf8" in r.codes or "invalid_json" in r.codes or "not_object" in r.codes:
+        return r.lineno
+    scan.examples += 1
+    if r.tokens is not None and r.sampled:
+        scan.tokens.append(r.tokens)
+        scan.estimated += r.estimated
+    if r.upper is not None and r.upper > limit:  # the upper bound: an estimate must never let an example through
+        scan.add("too_many_tokens", r.lineno)
+    if r.example is not None:
+        first = scan.example_lines.setdefault(r.example, r.lineno)
+        if first != r.lineno:
+            scan.add("duplicate_example", r.lineno)
+    if r.prompt is not None:
+        scan.prompt_lines.setdefault(r.prompt, r.lineno)
+    return r.lineno
 
 
 def _repeat(value: Any) -> Iterator[Any]:
