@@ -12,6 +12,7 @@ from ftprep import logs, server
 
 def _fine_tune(as_json: bool, **options) -> int:
     logs.install()
+    logs.quiet_expected_on_console()
     server.ready()
     result = fine_tune_flow(**options)
     if as_json:
@@ -26,6 +27,7 @@ def _evaluate(as_json: bool, **options) -> int:
     from tasks.evaluation_report import render_text
 
     logs.install()
+    logs.quiet_expected_on_console()
     server.ready()
     comparison = evaluate_flow(**options)
     if as_json:

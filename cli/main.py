@@ -145,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(redact(f"error: {_option(first['loc'])}: {first['msg']} (got {first.get('input')!r}); see "
                          f"ftprep {command_name} --help"), file=sys.stderr)
             return 2
-        text = " ".join(str(e).split())
-        print(redact(f"error: {text}; see ftprep --help"), file=sys.stderr)
+        text = " ".join(str(e).split()).rstrip(".")
+        where = f"ftprep {argv[0]} --help" if argv and not argv[0].startswith("-") else "ftprep --help"
+        print(redact(f"error: {text}; see {where}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
@@ -157,7 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """The ``ftprep`` console entry point: :func:`main` with Ctrl-C handled as a terminal user expects."""
     signal.signal(signal.SIGINT, _on_interrupt)
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `ftprep ... --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     if code == 130:
         _exit_now(code, None)  # do not wait for threads still inside a request
     sys.exit(code)

@@ -20,7 +20,7 @@ def _preflight(data: str, validation_data: str | None, template: str, out: str, 
 
     for option, value in (("--data", data), ("--validation-data", validation_data)):
         if value is not None:
-            check_readable(Path(value), option)
+            check_readable(value, option)
             detect_format(Path(value))
     template_fields(resolve_template(template))
     model_spec(model)
@@ -36,6 +36,7 @@ def _prepare(as_json: bool, **options) -> int:
     _preflight(options["data"], options.get("validation_data"), options.get("template", "course"),
                options.get("out", "out"), options.get("model", DEFAULT_MODEL))
     logs.install()
+    logs.quiet_expected_on_console()
     server.ready()
     result = prepare_flow(**options)
     if as_json:

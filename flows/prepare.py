@@ -19,7 +19,7 @@ from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
-from tasks.load import load_dataset, new_store
+from tasks.load import absolute, load_dataset, new_store
 from tasks.publish import publish_result
 from tasks.split import split_dataset
 from tasks.upload import upload_file
@@ -58,8 +58,8 @@ def prepare(
     settings = load_settings()
     store = new_store()
     # absolute paths: cached results must not depend on the folder a run starts in
-    data, out = str(Path(data).resolve()), str(Path(out).resolve())
-    validation_data = str(Path(validation_data).resolve()) if validation_data else None
+    data, out = absolute(data), absolute(out)
+    validation_data = absolute(validation_data) if validation_data else None
     ref = load_dataset(data, store)
     vref = load_dataset(validation_data, store) if validation_data else None
     plan = split_dataset(ref, split, vref, store)

@@ -65,6 +65,7 @@ class OneLineErrors(logging.Filter):
                 self._seen.add(text)
             record.msg, record.args, record.exc_info, record.exc_text = text, None, None, None
             record.levelno, record.levelname = logging.ERROR, "ERROR"
+            record.ftprep_expected = True  # the ftprep command prints it itself, as `error: ...`
             return True
         if record.name.startswith("prefect") and self._seen:
             with self._lock:
@@ -72,7 +73,27 @@ class OneLineErrors(logging.Filter):
         return True
 
 
+class QuietExpectedOnConsole(logging.Filter):
+    """For the ``ftprep`` command: its terminal gets the expected error once, as the command's own ``error:``
+    line, not also as a log line (the run's logs on the server keep it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "ftprep_expected", False)
+
+
 _FILTERS = (RedactingFilter(), OneLineErrors())
+_QUIET = QuietExpectedOnConsole()
+
+
+def quiet_expected_on_console() -> None:
+    """Drop expected-error records from the console handlers only (the command prints them itself)."""
+    from prefect.logging.handlers import APILogHandler
+
+    for name in _LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, APILogHandler) \
+                    and _QUIET not in handler.filters:
+                handler.addFilter(_QUIET)
 _LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "ftprep")
 
 

@@ -25,7 +25,7 @@ from prefect import task
 
 from ftprep.caching import FileContent
 from ftprep.errors import InputError, UnsafePickleError
-from ftprep.fsio import file_problem, sha256_file
+from ftprep.fsio import absolute, check_url, file_problem, sha256_file
 from ftprep.models import DatasetRef
 from ftprep.pause import pause_point
 from ftprep.records import Record, RecordStore
@@ -315,7 +315,9 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def check_readable(path: Path, option: str = "") -> None:
+def check_readable(path: Path | str, option: str = "") -> None:
+    check_url(path, option)
+    path = Path(path)
     problem = file_problem(path)  # never opens a FIFO (that would block)
     if problem == "does not exist":
         raise InputError(f"{path} does not exist; check the path{' given to ' + option if option else ''}")
@@ -352,7 +354,7 @@ def new_store() -> RecordStore:
 
 def describe(path: str | os.PathLike, store: RecordStore | None = None) -> tuple[DatasetRef, Sequence[Record]]:
     """Hash and read ``path``; keep its records in ``store`` (when given) for the later tasks of the run."""
-    path = Path(path).resolve()
+    path = Path(absolute(path))
     check_readable(path)
     fmt = detect_format(path)
     digest = sha256_file(path)

@@ -17,11 +17,15 @@ from prefect import get_run_logger, task
 
 from ftprep.errors import InputError
 from ftprep.models import DatasetRef, Slice, SplitConfig, SplitPlan
+from ftprep.openai_models import MIN_EXAMPLES
 from ftprep.records import Record, RecordStore
 from tasks import PIPELINE_CACHE
 
 
 def _check_fits(name: str, option: str, start: int, count: int, ref: DatasetRef) -> None:
+    if ref.records < MIN_EXAMPLES:
+        raise InputError(f"{ref.path} has only {ref.records:,} record(s); OpenAI needs at least {MIN_EXAMPLES} "
+                         "training examples: give a dataset with more records")
     if start + count > ref.records:
         raise InputError(
             f"{name} needs records {start}..{start + count - 1} but {ref.path} has {ref.records:,}; "
