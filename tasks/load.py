@@ -291,11 +291,12 @@ def read_jsonl(path: Path) -> list[Record]:
             try:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError as e:
+                if "depth limit" in str(e) or "recursion" in str(e):  # the same limit on every Python version
+                    raise InputError(f"{path}:{lineno} nests JSON arrays or objects too deeply (more than 1,024 "
+                                     "levels); flatten or remove that line") from None
                 obj = _lenient_json(line, f"{path}:{lineno}")  # NaN/Infinity: checked later, by the template
                 if obj is None:
                     what = "not UTF-8" if "utf-8" in str(e).lower() else "not valid JSON"
-                    if "depth limit" in str(e) or "recursion" in str(e):
-                        what = "nested too deeply (more than 1,024 levels)"
                     raise InputError(f"{path}:{lineno} is {what}; fix or remove that line") from None
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{lineno} is a JSON {type(obj).__name__}, not an object")
