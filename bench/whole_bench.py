@@ -3,7 +3,7 @@
     .venv/bin/python bench/whole_bench.py                 # 400k, 500/50 with upload, warm make-run command
     .venv/bin/python bench/whole_bench.py --curve          # also JSONL inputs of 100k, 400k (and --big: 2M)
 
-Printed, each side in its own process (wall from process start to exit, peak RSS from the kernel's rusage):
+Printed, each side in its own process (wall from process start to exit, peak RSS: the process's VmHWM):
 
 1. 400,000 course items, 399,000 train + 1,000 validation, ``--no-upload``: the course notebook's whole path
    (unpickle, format, ``json.dumps``, one write) against ``ftprep prepare`` with the validation gate on, best of
@@ -51,15 +51,21 @@ nb.write_jsonl(items[{n_train}:{n_train} + {n_val}], {out!r} + "/fine_tune_valid
 def measure(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of one process; exits with its output if it fails."""
     started = time.perf_counter()
+    hwm = 0
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while proc.poll() is None:  # the process's own high-water mark (rusage would count the forked parent)
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                hwm = max(hwm, int(status.split("VmHWM:")[1].split()[0]))
+            except (OSError, IndexError, ValueError):
+                pass
+            time.sleep(0.01)
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode:
             log.seek(0)
             sys.exit(f"{' '.join(cmd[:3])} failed:\n{log.read().decode(errors='replace')[-3000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, hwm / 1024
 
 
 def best(runs: list[tuple[float, float]]) -> str:
