@@ -23,7 +23,7 @@ from ftprep.numeric import NumericError, check_number
 from ftprep.records import RecordStore
 from tasks.split import slice_indices
 
-MAX_POINTS = 200_000  # a histogram of more values looks the same: take an even sample
+MAX_POINTS = 20_000  # a histogram of more values looks the same: take an even sample
 
 
 def target_values(records: Sequence[dict[str, Any]], indices: Sequence[int], field: str) -> list[float]:
