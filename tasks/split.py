@@ -35,7 +35,7 @@ def _check_fits(name: str, option: str, start: int, count: int, ref: DatasetRef)
 
 def plan_split(data: DatasetRef, config: SplitConfig, validation_data: DatasetRef | None = None) -> SplitPlan:
     seed = config.seed if config.shuffle else None
-    _check_fits("training", "--train-size", config.train_offset, config.train_size, data)
+    _check_fits("training", "split.train_size (--train-size)", config.train_offset, config.train_size, data)
     train = Slice(dataset=data, start=config.train_offset, count=config.train_size, seed=seed)
     if config.validation_size == 0:
         return SplitPlan(train=train, validation=None)
@@ -51,9 +51,9 @@ def plan_split(data: DatasetRef, config: SplitConfig, validation_data: DatasetRe
         if start < t1 and t0 < start + config.validation_size:
             raise InputError(
                 f"validation records {start}..{start + config.validation_size - 1} overlap training records "
-                f"{t0}..{t1 - 1}; move --validation-offset past {t1 - 1} or shrink the sizes"
+                f"{t0}..{t1 - 1}; move split.validation_offset (--validation-offset) past {t1 - 1} or shrink the sizes"
             )
-    _check_fits("validation", "--validation-size", start, config.validation_size, source)
+    _check_fits("validation", "split.validation_size (--validation-size)", start, config.validation_size, source)
     return SplitPlan(train=train, validation=Slice(dataset=source, start=start, count=config.validation_size,
                                                     seed=seed))
 

@@ -50,8 +50,10 @@ def test_zero_validation_size_means_no_validation_file():
 @pytest.mark.parametrize(
     "n, config, message",
     [
-        (100, dict(train_size=500), r"training needs records 0\.\.499 but .* has 100; lower --train-size"),
-        (520, dict(), r"validation needs records 500\.\.549 but .* has 520; lower --validation-size"),
+        (100, dict(train_size=500),
+         r"training needs records 0\.\.499 but .* has 100; lower split\.train_size \(--train-size\)"),
+        (520, dict(),
+         r"validation needs records 500\.\.549 but .* has 520; lower split\.validation_size \(--validation-size\)"),
         (100, dict(train_size=50, validation_size=10, validation_offset=45), "overlap training records 0..49"),
     ],
 )
