@@ -44,15 +44,11 @@ class Peak:
 """
 
 REFERENCE = _SAMPLER + """
-import json, pickle, sys, time, types
-sys.path.insert(0, {root!r})
-from tests import reference_notebook as nb
-items_mod = types.ModuleType("items")
-class Item(nb.Item):  # the course's class: attributes restored from the pickle, test_prompt() from the notebook
-    pass
-Item.__module__ = "items"
-items_mod.Item = Item
-sys.modules["items"] = items_mod
+import json, pickle, sys, time
+sys.path.insert(0, {root!r} + "/bench")
+import course_items
+from course_items import nb
+course_items.install()
 with open({data!r}, "rb") as f:
     items = pickle.load(f)
 loaded = rss_mb()

@@ -11,23 +11,15 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
-import types
 from pathlib import Path
 
 from prefect import flow, task
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests import reference_notebook as nb  # noqa: E402 - the notebook's formatting, unchanged
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import course_items  # noqa: E402 - the course's items.Item, for the pickle
+from course_items import nb  # noqa: E402 - the notebook's formatting, unchanged
 
-
-class Item(nb.Item):  # the course's items.Item: attributes restored from the pickle
-    pass
-
-
-Item.__module__ = "items"
-_items = types.ModuleType("items")
-_items.Item = Item
-sys.modules["items"] = _items
+course_items.install()
 
 
 @task

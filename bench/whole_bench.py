@@ -32,15 +32,11 @@ FTPREP = str(Path(PY).parent / "ftprep")
 sys.path.insert(0, str(ROOT))
 
 NOTEBOOK = """
-import pickle, sys, types
-sys.path.insert(0, {root!r})
-from tests import reference_notebook as nb
-items_mod = types.ModuleType("items")
-class Item(nb.Item):
-    pass
-Item.__module__ = "items"
-items_mod.Item = Item
-sys.modules["items"] = items_mod
+import pickle, sys
+sys.path.insert(0, {root!r} + "/bench")
+import course_items
+from course_items import nb
+course_items.install()
 with open({data!r}, "rb") as f:
     items = pickle.load(f)
 nb.write_jsonl(items[:{n_train}], {out!r} + "/fine_tune_train.jsonl")

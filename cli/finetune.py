@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 
-from cli.main import command, print_json
+from cli.main import before_flow, command, print_json
 from flows.evaluate import evaluate as evaluate_flow
 from flows.finetune import fine_tune as fine_tune_flow
-from ftprep import logs, server
 
 
 def _fine_tune(as_json: bool, **options) -> int:
-    logs.install()
-    logs.quiet_expected_on_console()
-    server.ready()
+    before_flow()
     result = fine_tune_flow(**options)
     if as_json:
         return print_json(result)
@@ -26,9 +23,7 @@ def _evaluate(as_json: bool, **options) -> int:
     from ftprep.names import COMPARISON, COMPARISON_CHART
     from tasks.evaluation_report import render_text
 
-    logs.install()
-    logs.quiet_expected_on_console()
-    server.ready()
+    before_flow()
     comparison = evaluate_flow(**options)
     if as_json:
         return print_json(comparison)

@@ -84,6 +84,16 @@ def command(flow_fn: Callable[..., Any], run: Callable[..., int], flatten: Seque
     return cmd
 
 
+def before_flow() -> None:
+    """What every flow command does just before its flow runs: ftprep's log filters (the command prints an
+    expected error itself, once) and the temporary Prefect server started by :func:`main`, now answering."""
+    from ftprep import logs, server
+
+    logs.install()
+    logs.quiet_expected_on_console()
+    server.ready()
+
+
 def print_json(result: Any) -> int:
     """``--json``: the persisted result, redacted, as one JSON document on stdout."""
     from ftprep.redact import redact

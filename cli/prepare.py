@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cli.main import command, print_json
+from cli.main import before_flow, command, print_json
 from flows.prepare import prepare as prepare_flow
-from ftprep import logs, server
 from ftprep.errors import InputError
 from ftprep.openai_models import DEFAULT_MODEL
 
@@ -35,9 +34,7 @@ def _prepare(as_json: bool, **options) -> int:
 
     _preflight(options["data"], options.get("validation_data"), options.get("template", "course"),
                options.get("out", "out"), options.get("model", DEFAULT_MODEL))
-    logs.install()
-    logs.quiet_expected_on_console()
-    server.ready()
+    before_flow()
     result = prepare_flow(**options)
     if as_json:
         return print_json(result)
