@@ -147,21 +147,23 @@ def _swap_link(link: Path, target: str) -> None:
 def commit(out: Path, generation: Path, manifest: str) -> Path:
     """Write the manifest into ``generation`` and make it current in one atomic step; return the manifest path.
 
-    The fixed links in ``out/`` point through ``.ftprep/current``; they are (re)made after the swap, which is
-    harmless: each link's target is the same name in whatever generation is current.
+    The fixed links in ``out/`` point through ``.ftprep/current``, so they are made before the swap: a folder
+    still holding the plain files of an older ftprep then shows, for a moment, no file rather than a pair mixed
+    across two runs. Links to files the new generation lacks (no validation file) go after the swap.
     """
     out = Path(out)
     atomic_write(generation / MANIFEST, manifest)
+    names = (*FILE_NAMES.values(), MANIFEST, CHART_TOKENS, CHART_TARGETS)
+    for name in names:
+        link, target = out / name, f"{STATE}/{CURRENT}/{name}"
+        if (generation / name).exists() and not (link.is_symlink() and os.readlink(link) == target):
+            _swap_link(link, target)
     pause_point("commit")
     _swap_link(state_dir(out) / CURRENT, generation.name)  # the commit
-    for name in (*FILE_NAMES.values(), MANIFEST, CHART_TOKENS, CHART_TARGETS):
-        link, target = out / name, f"{STATE}/{CURRENT}/{name}"
-        if not (generation / name).exists():
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            continue
-        if not (link.is_symlink() and os.readlink(link) == target):
-            _swap_link(link, target)
+    for name in names:
+        link = out / name
+        if not (generation / name).exists() and (link.is_symlink() or link.exists()):
+            link.unlink()
     release(generation)
     return out / MANIFEST
 

@@ -132,3 +132,17 @@ def test_no_validation_removes_a_stale_validation_file(tmp_path):
     committed(files, out)
     assert files.validation is None and not (out / FILE_NAMES["validation"]).exists()
     assert (out / FILE_NAMES["train"]).exists()
+
+
+def test_plain_files_of_an_older_ftprep_become_links_to_the_committed_pair(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in (*FILE_NAMES.values(), MANIFEST):
+        (out / name).write_text("written by an older ftprep\n")
+    plan, fmt = course_plan(tmp_path, [item(i) for i in range(30)], train_size=20, validation_size=10)
+    files = write_split(plan, fmt, out, STORE)
+    committed(files, out)
+    for f in files.files():
+        link = out / FILE_NAMES[f.role]
+        assert link.is_symlink() and link.read_bytes() == Path(f.path).read_bytes()
+    assert (out / MANIFEST).is_symlink()
