@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.futures import wait
 
 from ftprep.client import make_client
 from ftprep.models import PrepareResult, SplitConfig
@@ -86,7 +87,10 @@ def prepare(
         uploader = upload_file.with_options(**policy.task_options())
         futures = [uploader.submit(client, f.path, f.sha256, f.examples, f.role, policy=policy)
                    for f in files.files()]
-        uploaded = tuple(fut.result() for fut in futures)
+        try:
+            uploaded = tuple(fut.result() for fut in futures)
+        finally:  # a failed upload still leaves a whole generation: its pictures finish before the flow ends
+            wait([charts], timeout=60)
 
     result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,
                            remote=settings.remote if uploaded else None, uploaded=uploaded,
