@@ -132,3 +132,16 @@ def team_server(postgres_service, tmp_path_factory) -> Iterator:
     base = tmp_path_factory.mktemp("team-server")
     with prefect_on_postgres(postgres_service, base / "prefect-home", base / "server.log") as server:
         yield server
+
+
+# `make test` runs the suite on several workers (pytest-xdist, `--dist loadfile`: each module on one worker, so a
+# module's own server starts once). Modules go out in collection order, so the longest ones (real servers,
+# workers, a browser, many processes) are collected first and the short ones fill in around them.
+LONGEST_FIRST = ("test_ui_browser.py", "test_deployment_e2e.py", "test_team.py", "test_notify.py", "test_server.py",
+                 "test_kill_matrix.py", "test_cli.py", "test_finetune_cli.py", "test_evaluate_failures.py",
+                 "test_flow_finetune_evaluate.py", "test_finetune_jobs.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
