@@ -14,7 +14,7 @@ from prefect.futures import wait
 
 from ftprep.client import make_client
 from ftprep.models import PrepareResult, SplitConfig
-from ftprep.names import FLOW_PREPARE
+from ftprep.names import FLOW_PREPARE, ProjectParameter, project_of
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
@@ -41,6 +41,7 @@ def prepare(
     upload: bool = True,
     model: str = DEFAULT_MODEL,
     exact_tokens: bool = False,
+    project: ProjectParameter = None,
 ) -> PrepareResult:
     """Write training and validation JSONL files from a dataset and upload them for fine-tuning.
 
@@ -54,9 +55,12 @@ def prepare(
         model: The model the files are for: its per-example token limit and training price.
         exact_tokens: Count every token of large files (slower); by default their statistics and cost come from
             a deterministic sample of 20,000 examples with a 95% interval, and the limit is checked on all.
+        project: Publish the file ids (Prefect Variable ftprep_latest_files) and artifacts under this project, so
+            fine-tune --project finds them; default: FTPREP_PROJECT, else 'default' (the plain names).
     """
     logger = get_run_logger()
     settings = load_settings()
+    project = project_of(project, settings.project)
     store = new_store()
     # absolute paths: cached results must not depend on the folder a run starts in
     data, out = absolute(data), absolute(out)
@@ -65,15 +69,16 @@ def prepare(
     vref = load_dataset(validation_data, store) if validation_data else None
     plan = split_dataset(ref, split, vref, store)
     fmt = format_examples(resolve_template(template), plan, store)
-    files = write_files(plan, fmt, out, store)
+    files = write_files(plan, fmt, out, store, project)
     if not files_intact(files):
         logger.info("Output files changed since they were written; writing them again")
-        files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store)
+        files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store, project)
     # pictures are drawn beside validation and the uploads, into the generation that publish commits
     generation = str(Path(files.train.path).parent)
     targets = draw_targets.submit(plan, fmt.template, generation, store)
     # errors stop the flow here, before any upload
-    report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens)
+    report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens,
+                              project)
 
     charts = draw_tokens.submit(report, generation, targets)
     uploaded, skipped = (), None
@@ -94,6 +99,6 @@ def prepare(
 
     result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,
                            remote=settings.remote if uploaded else None, uploaded=uploaded,
-                           upload_skipped_reason=skipped)
+                           upload_skipped_reason=skipped, project=project)
     publish_result(result, charts.result(), dashboard_links=settings.is_openai)
     return result

@@ -65,9 +65,11 @@ class TokenCounting(CachePolicy):
         return hash_objects({"estimated": text_counter(model_spec(inputs[self.param]).encoding)[1] is not None})
 
 
-def content_cache(modules: list[str], exclude: tuple[str, ...] = ("store", "settings", "client")) -> CachePolicy:
+def content_cache(modules: list[str],
+                  exclude: tuple[str, ...] = ("store", "settings", "client", "project")) -> CachePolicy:
     """A task's cache policy: its inputs (without the handed-in store, settings and client, which are not
-    content), its own source and the source of ``modules``."""
+    content, nor the project, which only names where the task's artifacts go), its own source and the source of
+    ``modules``."""
     policy = INPUTS
     for name in exclude:
         policy = policy - name

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ftprep.names import DEFAULT_PROJECT
 from ftprep.numeric import DEFAULT_BOUND
 from ftprep.openai_models import MIN_EXAMPLES
 
@@ -147,6 +148,7 @@ class PrepareResult(_Model):
     validation: ValidationReport | None = None
     uploaded: tuple[RemoteFile, ...] = ()
     upload_skipped_reason: str | None = None
+    project: str = DEFAULT_PROJECT  # the namespace of the Variable and artifacts it was published under (ftprep.names)
     ftprep_version: str = Field(default_factory=_version)
 
     def remote_file(self, role: str) -> RemoteFile | None:
@@ -247,6 +249,7 @@ class FineTuneResult(_Model):
     error: str | None = None
     reused: bool = False  # the job was started by another run (or an earlier one) for the same inputs
     started_by: str | None = None  # the flow run that created the job (from the job's metadata)
+    project: str = DEFAULT_PROJECT  # the project whose Variables recorded it (ftprep.names)
 
 
 class Answer(_Model):
@@ -295,3 +298,4 @@ class Comparison(_Model):
     job_id: str | None = None  # the fine-tuning job the models came from, when known
     baseline: str  # what the baseline is, or why it is left out
     prices_as_of: str
+    project: str = DEFAULT_PROJECT  # the project whose latest model and files were looked up (ftprep.names)

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ftprep.fsio import atomic_write
 from ftprep.models import Comparison, EvalMetrics
-from ftprep.names import ARTIFACT_COMPARISON, ARTIFACT_EVALUATION, COMPARISON, COMPARISON_CHART
+from ftprep.names import ARTIFACT_COMPARISON, ARTIFACT_EVALUATION, COMPARISON, COMPARISON_CHART, artifact_key
 from ftprep.redact import redact, redact_obj
 from tasks.evaluate import band
 
@@ -154,19 +154,21 @@ def comparison_chart(path: Path, rows: Sequence[EvalMetrics],
 @task(name="report", cache_policy=NO_CACHE)
 def report(comparison: Comparison, panels: list[tuple[str, list[float], list[float | None]]], out_dir: str,
            subtitle: str) -> dict[str, str]:
-    """comparison.json and comparison.png in ``out_dir``; the table artifact and a markdown artifact with both."""
+    """comparison.json and comparison.png in ``out_dir``; the table artifact and a markdown artifact with both
+    (the comparison's project's)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     saved = atomic_write(out / COMPARISON, redact(comparison.model_dump_json(indent=2)) + "\n")
     chart = comparison_chart(out / COMPARISON_CHART, comparison.rows, panels, redact(subtitle))
-    create_table_artifact(key=ARTIFACT_COMPARISON, table=redact_obj(table_rows(comparison)),
+    create_table_artifact(key=artifact_key(ARTIFACT_COMPARISON, comparison.project),
+                          table=redact_obj(table_rows(comparison)),
                           description=redact(f"Models on the same {comparison.items} items of {comparison.data} "
                                              f"(★ best per column); {comparison.baseline}"))
     image = base64.b64encode(chart.read_bytes()).decode()
     create_markdown_artifact(
-        key=ARTIFACT_EVALUATION,
+        key=artifact_key(ARTIFACT_EVALUATION, comparison.project),
         markdown=redact(f"# Did fine-tuning pay off?\n\n{comparison.items} items of `{comparison.data}`; "
                         f"{comparison.baseline}. Prices as of {comparison.prices_as_of}; ★ marks the best value "
                         f"of a column.\n\n{render_markdown(comparison)}\n\n")

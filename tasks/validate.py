@@ -26,7 +26,7 @@ from ftprep.caching import TokenCounting
 from ftprep.errors import InputError, ValidationFailed
 from ftprep.fsio import file_problem
 from ftprep.models import FileReport, Finding, ValidationReport, WrittenFiles
-from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION
+from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION, DEFAULT_PROJECT, artifact_key
 from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
 from ftprep.pause import pause_point
 from ftprep.progress import bar
@@ -361,22 +361,24 @@ def training_price(model: str, override: float | None = None) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- task
-def publish_report(report: ValidationReport) -> None:
-    """The report and its token statistics as artifacts (the validate task on failure; publish on every run,
-    so a cached re-run shows them too)."""
+def publish_report(report: ValidationReport, project: str = DEFAULT_PROJECT) -> None:
+    """The report and its token statistics as the project's artifacts (the validate task on failure; publish on
+    every run, so a cached re-run shows them too)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    create_markdown_artifact(key=ARTIFACT_VALIDATION, markdown=redact(render_markdown(report)),
+    create_markdown_artifact(key=artifact_key(ARTIFACT_VALIDATION, project), markdown=redact(render_markdown(report)),
                              description="Validation report of the fine-tuning files")
-    create_table_artifact(key=ARTIFACT_TOKEN_STATS, table=redact_obj(stats_table(report)),
+    create_table_artifact(key=artifact_key(ARTIFACT_TOKEN_STATS, project), table=redact_obj(stats_table(report)),
                           description=f"Token statistics ({report.encoding})")
 
 
 @task(name="validate", cache_policy=PIPELINE_CACHE + TokenCounting(param="model"),
       persist_result=True)
 def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
-                     price_per_1m: float | None = None, exact_tokens: bool = False) -> ValidationReport:
-    """Validate the written files; fail (before any upload) on errors, log warnings."""
+                     price_per_1m: float | None = None, exact_tokens: bool = False,
+                     project: str = DEFAULT_PROJECT) -> ValidationReport:
+    """Validate the written files; fail (before any upload) on errors, log warnings. (``project`` names the
+    artifacts of a failure; it is no part of the cache key.)"""
     logger = get_run_logger()
     pause_point("validate")
     report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model, price_per_1m=price_per_1m,
@@ -385,6 +387,6 @@ def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
         level = "error" if line.startswith("error") else "warning" if line.startswith(("warning", "note")) else "info"
         getattr(logger, level)(line)
     if not report.ok:
-        publish_report(report)
+        publish_report(report, project)
         raise ValidationFailed(summary_line(report))
     return report

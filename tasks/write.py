@@ -24,7 +24,7 @@ from ftprep import outputs
 from ftprep.errors import InputError
 from ftprep.fsio import disk_error, is_disk_error
 from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
-from ftprep.names import ARTIFACT_WRITE_PROGRESS, FILE_NAMES
+from ftprep.names import ARTIFACT_WRITE_PROGRESS, DEFAULT_PROJECT, FILE_NAMES, artifact_key
 from ftprep.pause import pause_point
 from ftprep.progress import bar
 from ftprep.records import RecordStore
@@ -156,15 +156,17 @@ def files_intact(files: WrittenFiles) -> bool:
 
 
 @task(name="write", cache_policy=PIPELINE_CACHE, persist_result=True)
-def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordStore) -> WrittenFiles:
-    """Stream the training and validation examples into JSONL files (temporary file, then rename)."""
+def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordStore,
+                project: str = DEFAULT_PROJECT) -> WrittenFiles:
+    """Stream the training and validation examples into JSONL files (temporary file, then rename); the progress
+    shows in the project's artifact (``project`` is no part of the cache key)."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     logger = get_run_logger()
     started = time.perf_counter()
     total = plan.train.count + (plan.validation.count if plan.validation else 0)
     offsets = {"train": 0, "validation": plan.train.count}
-    artifact = create_progress_artifact(0.0, key=ARTIFACT_WRITE_PROGRESS,
+    artifact = create_progress_artifact(0.0, key=artifact_key(ARTIFACT_WRITE_PROGRESS, project),
                                         description=f"Formatting and writing {total:,} examples")
     last = [started]
 
