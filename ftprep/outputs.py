@@ -258,14 +258,16 @@ def _claim_remote(generation: str) -> bool:
 
 
 def _current_remote(out: str) -> str | None:
-    """The generation the manifest names (the parent of its training file), or None."""
+    """The generation the manifest names (the parent of its training file), or None when there is no manifest.
+    Raises when the store cannot say (no answer, no access) or the manifest names no files: then nothing is
+    cleaned."""
     import json
 
-    try:
-        manifest = json.loads(storage.read_bytes(storage.join(out, MANIFEST)))
-        return storage.parent(manifest["files"]["train"]["path"])
-    except (OSError, ValueError, KeyError, TypeError):
+    target = storage.join(out, MANIFEST)
+    if storage.problem(target) == "does not exist":
         return None
+    manifest = json.loads(storage.read_bytes(target))
+    return storage.parent(manifest["files"]["train"]["path"])
 
 
 def _commit_remote(out: str, generation: str, manifest: str) -> str:
@@ -280,7 +282,10 @@ def _commit_remote(out: str, generation: str, manifest: str) -> str:
 def _clean_remote(out: str, older_than: float) -> list[str]:
     import time
 
-    keep = _current_remote(out)
+    try:
+        keep = _current_remote(out)
+    except (InputError, OSError, ValueError, KeyError, TypeError):
+        return []  # the manifest cannot be read: every generation may be the current one
     cutoff = time.time_ns() - int(older_than * 1e9)
     removed = []
     for entry in storage.listdir(state_dir(out)):
