@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import uuid
 
 import pytest
@@ -155,6 +156,37 @@ def test_clean_up_keeps_the_manifests_generation_and_recent_ones(s3, sample_pick
     assert sorted(outputs.clean(out, older_than=0)) == sorted([storage.name(old_gen), "tmp-killedrun"])
     assert storage.exists(new.files.train.path) and not storage.exists(old.files.train.path)
     assert not storage.exists(stage)
+
+
+def test_a_run_killed_at_any_stage_leaves_the_previous_manifest_and_files(s3, tmp_path, cli_env, sample_pickle,
+                                                                          openai_env):
+    from ftprep.pause import STAGES
+    from tests.test_kill_matrix import FTPREP, killed_at
+
+    env = dict(cli_env, OPENAI_API_KEY=openai_env.api_key, OPENAI_BASE_URL=openai_env.base_url, **s3.env)
+    data = put(s3, f"{s3.bucket}/items.pkl", sample_pickle.read_bytes())
+    out = f"{s3.bucket}/out"
+    args = ["prepare", "--data", data, "--out", out, "--validation-size", "10"]
+    good = subprocess.run([FTPREP, *args, "--train-size", "40"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert good.returncode == 0, good.stderr
+
+    def snapshot() -> dict[str, bytes]:
+        manifest = get(s3, f"{out}/manifest.json")
+        files = json.loads(manifest)["files"]
+        return {"manifest": manifest, **{role: get(s3, files[role]["path"]) for role in ("train", "validation")}}
+
+    before = snapshot()
+    for i, stage in enumerate(STAGES):
+        killed_at(stage, [*args, "--train-size", str(41 + i)], env, tmp_path)  # new content each time
+        assert snapshot() == before, f"killed at {stage}: the committed output changed"
+    again = subprocess.run([FTPREP, *args, "--train-size", "60"], env=env, cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    manifest = json.loads(get(s3, f"{out}/manifest.json"))
+    assert manifest["files"]["train"]["examples"] == 60
+    for role in ("train", "validation"):
+        assert hashlib.sha256(get(s3, manifest["files"][role]["path"])).hexdigest() == manifest["files"][role]["sha256"]
 
 
 # ------------------------------------------------------------------------------------------- errors
