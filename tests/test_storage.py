@@ -178,7 +178,9 @@ def test_a_run_killed_at_any_stage_leaves_the_previous_manifest_and_files(s3, tm
 
     before = snapshot()
     for i, stage in enumerate(STAGES):
-        killed_at(stage, [*args, "--train-size", str(41 + i)], env, tmp_path)  # new content each time
+        source = put(s3, f"{s3.bucket}/copy-{stage}.pkl", sample_pickle.read_bytes())  # a new URL: load not cached
+        killed_at(stage, ["prepare", "--data", source, "--out", out, "--validation-size", "10",
+                          "--train-size", str(41 + i)], env, tmp_path)  # and new content each time
         assert snapshot() == before, f"killed at {stage}: the committed output changed"
     again = subprocess.run([FTPREP, *args, "--train-size", "60"], env=env, cwd=tmp_path, capture_output=True,
                            text=True, timeout=300)
