@@ -271,9 +271,10 @@ def open_write(ref: str | os.PathLike, option: str = "--out") -> Iterator[IO[byt
     finally:
         if not ok:
             try:
-                f.discard() if hasattr(f, "discard") else None  # abort the multipart upload; nothing appears
+                f.discard()  # abort the multipart upload, if one was started: nothing appears
             except Exception:  # noqa: BLE001 - best effort: an aborted upload leaves no object anyway
                 pass
+            f.closed = True  # never completed later by the garbage collector (close() would upload the part)
 
 
 def write_bytes(ref: str | os.PathLike, data: bytes | str, option: str = "--out") -> None:

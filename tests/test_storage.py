@@ -70,6 +70,21 @@ def test_every_format_reads_from_s3_as_from_disk(s3, tmp_path, fmt):
     assert ref.size_bytes == local.stat().st_size and ref.records == 50
 
 
+@pytest.mark.parametrize("size", [1000, 9 << 20])  # within one block, and past it (a multipart upload begun)
+def test_a_write_that_fails_leaves_no_object(s3, size):
+    target = f"{s3.bucket}/out/file.jsonl"
+    with pytest.raises(RuntimeError), storage.open_write(target) as f:
+        f.write(b"x" * size)
+        raise RuntimeError("the writer failed")
+    import gc
+
+    gc.collect()  # the abandoned file object is not completed by its finalizer either
+    assert keys(s3, f"{s3.bucket}/out") == []
+    with storage.open_write(target) as f:
+        f.write(b"whole\n")
+    assert get(s3, target) == b"whole\n"
+
+
 # ------------------------------------------------------------------------------------------- the flow
 @pytest.mark.usefixtures("prefect_server")
 def test_prepare_from_s3_to_s3_commits_the_manifest_and_a_second_run_is_cached(s3, openai_env, sample_pickle):
