@@ -8,8 +8,6 @@ more model asks only what was never answered.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 
 from ftprep.client import make_client
@@ -19,6 +17,7 @@ from ftprep.names import FLOW_EVALUATE, LATEST_MODEL, ProjectParameter, project_
 from ftprep.openai_models import INFERENCE_PRICES_AS_OF
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from ftprep.storage import name, normalize
 from tasks.evaluate import baseline, baseline_metrics, estimates_of, job_models, latest_job, predict, score, test_items
 from tasks.evaluation_report import report
 from tasks.format import resolve_template
@@ -40,8 +39,8 @@ def evaluate(
     comparison.json and comparison.png.
 
     Args:
-        data: Test dataset (.pkl, .csv, .jsonl or .parquet) with prices.
-        out: Folder for comparison.json and comparison.png.
+        data: Test dataset (.pkl, .csv, .jsonl or .parquet) with prices: a path or a URL (s3://bucket/key).
+        out: Folder for comparison.json and comparison.png: a path or a URL (s3://bucket/prefix).
         models: Models to compare (repeat --model); default: the latest fine-tuned model and its base model
             (Prefect Variable ftprep_latest_model).
         n: How many items.
@@ -65,7 +64,8 @@ def evaluate(
         logger.info("Comparing the latest fine-tuned model %s with its base model %s", *models)
     models = list(dict.fromkeys(models))  # each model once, in the order given
     client, policy, store = make_client(settings), RemotePolicy.from_settings(settings), new_store()
-    data = str(Path(data).resolve())
+    data = normalize(data, "--data")  # an absolute path or a URL (s3://...)
+    out = normalize(out, "--out") if "://" in out else out
     conversations, truths = test_items(load_dataset(data, store), resolve_template(template), n, sample_seed, store)
 
     # the baseline needs the job the models came from: its training file leads to the training prices
@@ -93,5 +93,5 @@ def evaluate(
     comparison = Comparison(data=data, items=len(truths), sample_seed=sample_seed, rows=tuple(rows),
                             job_id=from_job.get("job_id") if from_job else None, baseline=note,
                             prices_as_of=INFERENCE_PRICES_AS_OF, project=project)
-    report(comparison, panels, out, f"{len(truths)} items of {Path(data).name}; answers from {settings.remote}")
+    report(comparison, panels, out, f"{len(truths)} items of {name(data)}; answers from {settings.remote}")
     return comparison

@@ -7,8 +7,6 @@ need them, the records travel in one store made for this run, and the tasks pass
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 from prefect.futures import wait
 
@@ -18,9 +16,10 @@ from ftprep.names import FLOW_PREPARE, ProjectParameter, project_of
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from ftprep.storage import normalize, parent
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
-from tasks.load import absolute, load_dataset, new_store
+from tasks.load import load_dataset, new_store
 from tasks.publish import publish_result
 from tasks.split import split_dataset
 from tasks.upload import upload_file
@@ -46,11 +45,11 @@ def prepare(
     """Write training and validation JSONL files from a dataset and upload them for fine-tuning.
 
     Args:
-        data: Dataset file (.pkl, .csv, .jsonl or .parquet).
-        validation_data: Optional separate dataset for validation examples.
+        data: Dataset file (.pkl, .csv, .jsonl or .parquet): a path or a URL (s3://bucket/key, file://...).
+        validation_data: Optional separate dataset for validation examples (a path or a URL).
         split: Sizes, offsets and shuffling of the training and validation examples.
         template: A preset (course, course-summary) or a .json/.toml template file.
-        out: Folder for the JSONL files and manifest.json.
+        out: Folder for the JSONL files and manifest.json: a path or a URL (s3://bucket/prefix).
         upload: Upload the files to OpenAI (needs OPENAI_API_KEY).
         model: The model the files are for: its per-example token limit and training price.
         exact_tokens: Count every token of large files (slower); by default their statistics and cost come from
@@ -62,9 +61,9 @@ def prepare(
     settings = load_settings()
     project = project_of(project, settings.project)
     store = new_store()
-    # absolute paths: cached results must not depend on the folder a run starts in
-    data, out = absolute(data), absolute(out)
-    validation_data = absolute(validation_data) if validation_data else None
+    # absolute paths or URLs: cached results must not depend on the folder a run starts in
+    data, out = normalize(data, "--data"), normalize(out, "--out")
+    validation_data = normalize(validation_data, "--validation-data") if validation_data else None
     ref = load_dataset(data, store)
     vref = load_dataset(validation_data, store) if validation_data else None
     plan = split_dataset(ref, split, vref, store)
@@ -74,7 +73,7 @@ def prepare(
         logger.info("Output files changed since they were written; writing them again")
         files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store, project)
     # pictures are drawn beside validation and the uploads, into the generation that publish commits
-    generation = str(Path(files.train.path).parent)
+    generation = parent(files.train.path)
     targets = draw_targets.submit(plan, fmt.template, generation, store)
     # errors stop the flow here, before any upload
     report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens,

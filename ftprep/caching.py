@@ -12,7 +12,8 @@ from typing import Any
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.utilities.hashing import hash_objects
 
-from ftprep.fsio import sha256_file
+from ftprep import storage
+from ftprep.errors import InputError
 
 
 @dataclass
@@ -28,8 +29,10 @@ class FileContent(CachePolicy):
             if value is None:
                 parts[name] = None
                 continue
-            path = Path(value)
-            parts[name] = sha256_file(path) if path.is_file() else f"missing:{path}"
+            try:  # a path or a URL: the content's hash, streamed (never the location)
+                parts[name] = storage.sha256(value)
+            except (OSError, ValueError, InputError):  # the task itself then says what is wrong, in one line
+                parts[name] = f"missing:{value}"
         return hash_objects(parts)
 
 

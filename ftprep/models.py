@@ -116,9 +116,13 @@ class WrittenFiles(_Model):
         return [f for f in (self.train, self.validation) if f is not None]
 
     def public_path(self, role: str) -> str:
-        """Where people look for the file: ``out/<name>``, a link into the current generation."""
+        """Where people look for the file: ``out/<name>``, a link into the current generation; on object storage
+        (no links) the generation's file itself, as ``out/manifest.json`` names it."""
         from ftprep.names import FILE_NAMES
+        from ftprep.storage import is_url
 
+        if is_url(self.out_dir):
+            return next(f.path for f in self.files() if f.role == role)
         return str(Path(self.out_dir) / FILE_NAMES[role])
 
 

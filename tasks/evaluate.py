@@ -27,6 +27,7 @@ from openai import OpenAI
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from ftprep import storage
 from ftprep.errors import InputError, ModelUnavailable, RemoteError
 from ftprep.models import Answer, DatasetRef, EvalMetrics, Predictions, Template
 from ftprep.names import DEFAULT_PROJECT, LATEST_FILES, LATEST_MODEL, variable_name
@@ -115,7 +116,7 @@ def training_mean(path: str | Path) -> tuple[float, int]:
     """The mean target value of a chat fine-tuning JSONL file: the first number of each example's assistant
     answer (the price the model was taught), and how many examples had one."""
     values = []
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         for line in f:
             if not line.strip():
                 continue
@@ -288,8 +289,6 @@ def baseline(training_file: str, project: str = DEFAULT_PROJECT) -> tuple[float 
     why not."""
     from prefect.variables import Variable
 
-    from ftprep.fsio import sha256_file
-
     name = variable_name(LATEST_FILES, project)
     files = Variable.get(name)
     files = files if isinstance(files, dict) else {}
@@ -297,7 +296,11 @@ def baseline(training_file: str, project: str = DEFAULT_PROJECT) -> tuple[float 
     if files.get("train_file_id") != training_file:
         return None, (f"baseline left out: the job's training file {training_file} is not the latest prepared one "
                       f"(Prefect Variable {name!r}), so its prices are not at hand")
-    if not path or not Path(path).is_file() or (digest and sha256_file(Path(path)) != digest):
+    try:
+        gone = not path or bool(digest and storage.sha256(path) != digest)
+    except (OSError, ValueError, InputError):
+        gone = True
+    if gone:
         where = path or "a path the latest prepare run did not record"
         return None, (f"baseline left out: the training file {training_file} was written to {where}, which is gone "
                       "or changed since; run prepare again")

@@ -15,7 +15,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ftprep import outputs, variables
+from ftprep import outputs, storage, variables
 from ftprep.models import PrepareResult
 from ftprep.names import (
     ARTIFACT_CHARTS,
@@ -64,14 +64,17 @@ def variable_value(result: PrepareResult) -> dict:
     return value
 
 
-def commit_output(result: PrepareResult) -> Path:
-    """Write the (redacted) manifest into the run's generation and make it current: the output's commit point."""
-    generation = Path(result.files.train.path).parent
-    return outputs.commit(Path(result.files.out_dir), generation, redact(result.model_dump_json(indent=2)) + "\n")
+def commit_output(result: PrepareResult) -> Path | str:
+    """Write the (redacted) manifest into the run's generation and make it current: the output's commit point
+    (on object storage: ``out/manifest.json``, written last in one PUT)."""
+    out, generation = result.files.out_dir, storage.parent(result.files.train.path)
+    if not storage.is_url(out):
+        out, generation = Path(out), Path(generation)
+    return outputs.commit(out, generation, redact(result.model_dump_json(indent=2)) + "\n")
 
 
 def _b64(path: str) -> str:
-    return base64.b64encode(Path(path).read_bytes()).decode()
+    return base64.b64encode(storage.read_bytes(path)).decode()
 
 
 @task(name="publish", cache_policy=NO_CACHE)
@@ -82,12 +85,13 @@ def publish_result(result: PrepareResult, charts: list[str] = (), dashboard_link
     project = result.project
     manifest = commit_output(result)
     logger.info("Committed %s: the files and manifest of this run are now current", manifest)
-    if removed := outputs.clean(Path(result.files.out_dir)):
+    out = result.files.out_dir
+    if removed := outputs.clean(out if storage.is_url(out) else Path(out)):
         logger.info("Removed %s earlier output generation(s) no run uses", len(removed))
     if result.validation is not None:
         publish_report(result.validation, project)
     if charts:
-        images = "\n\n".join(f"![{Path(c).stem}](data:image/png;base64,{_b64(c)})" for c in charts)
+        images = "\n\n".join(f"![{storage.name(c).rsplit('.', 1)[0]}](data:image/png;base64,{_b64(c)})" for c in charts)
         create_markdown_artifact(key=artifact_key(ARTIFACT_CHARTS, project),
                                  markdown=f"# The dataset in pictures\n\n{images}\n",
                                  description="Tokens per example and the target's values")
