@@ -176,7 +176,7 @@ def test_clean_up_keeps_the_manifests_generation_and_recent_ones(s3, sample_pick
 def test_a_run_killed_at_any_stage_leaves_the_previous_manifest_and_files(s3, tmp_path, cli_env, sample_pickle,
                                                                           openai_env):
     from ftprep.pause import STAGES
-    from tests.test_kill_matrix import FTPREP, killed_at
+    from tests.test_kill_matrix import FTPREP, kill_each_at_its_stage
 
     env = dict(cli_env, OPENAI_API_KEY=openai_env.api_key, OPENAI_BASE_URL=openai_env.base_url, **s3.env)
     data = put(s3, f"{s3.bucket}/items.pkl", sample_pickle.read_bytes())
@@ -192,11 +192,14 @@ def test_a_run_killed_at_any_stage_leaves_the_previous_manifest_and_files(s3, tm
         return {"manifest": manifest, **{role: get(s3, files[role]["path"]) for role in ("train", "validation")}}
 
     before = snapshot()
-    for i, stage in enumerate(STAGES):
-        source = put(s3, f"{s3.bucket}/copy-{stage}.pkl", sample_pickle.read_bytes())  # a new URL: load not cached
-        killed_at(stage, ["prepare", "--data", source, "--out", out, "--validation-size", "10",
-                          "--train-size", str(41 + i)], env, tmp_path)  # and new content each time
+    runs = {stage: ["prepare", "--data", put(s3, f"{s3.bucket}/copy-{stage}.pkl", sample_pickle.read_bytes()),
+                    "--out", out, "--validation-size", "10", "--train-size", str(41 + i)]  # new URL, new content
+            for i, stage in enumerate(STAGES)}
+
+    def intact(stage: str) -> None:
         assert snapshot() == before, f"killed at {stage}: the committed output changed"
+
+    kill_each_at_its_stage(runs, env, tmp_path, intact)
     again = subprocess.run([FTPREP, *args, "--train-size", "60"], env=env, cwd=tmp_path, capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0, again.stderr
