@@ -18,6 +18,11 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ["FTPREP_RETRY_BASE_SECONDS"] = "0.05"
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken-cache"))
+# One migrated Prefect database for the whole test run (tests/prefect_procs.migrated_database), made in a folder
+# the pytest-xdist workers inherit from the process that starts them, and removed when the run ends.
+if "FTPREP_TEST_DB_DIR" not in os.environ:
+    os.environ["FTPREP_TEST_DB_DIR"] = tempfile.mkdtemp(prefix="ftprep-tests-db-")
+    _DB_DIR_OWNER = True
 for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
     os.environ.pop(name, None)
 
@@ -65,9 +70,17 @@ def openai_env(openai_stub, monkeypatch) -> StubOpenAI:
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """Prefect for real: a temporary API server (with its own database) for the whole session."""
-    from prefect.testing.utilities import prefect_test_harness
+    import prefect.testing.utilities as harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    from tests.prefect_procs import seed_database
+
+    def seeded_mkdtemp() -> str:  # the harness's database folder, with the run's migrated template in it
+        folder = tempfile.mkdtemp(prefix="ftprep-tests-db-")
+        seed_database(Path(folder) / "prefect-test.db")  # the harness's file name (Prefect 3); else it migrates
+        return folder
+
+    harness.mkdtemp = seeded_mkdtemp  # the harness makes its folder with this name; only this process's harness
+    with harness.prefect_test_harness(server_startup_timeout=60):
         yield
 
 
@@ -145,3 +158,10 @@ LONGEST_FIRST = ("test_ui_browser.py", "test_deployment_e2e.py", "test_team.py",
 def pytest_collection_modifyitems(config, items) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if globals().get("_DB_DIR_OWNER") and not hasattr(session.config, "workerinput"):
+        import shutil
+
+        shutil.rmtree(os.environ["FTPREP_TEST_DB_DIR"], ignore_errors=True)
