@@ -1,7 +1,8 @@
 """The ``ftprep`` command: its options are derived from the flows' typed parameters, so a default lives once.
 
 Commands are loaded lazily (``ftprep validate`` never imports the flows). Expected errors (:class:`FtprepError`,
-bad options) print one line, ``error: ...``, and exit non-zero with no traceback; see :func:`main`.
+bad options) print one line, ``error: ...``, and exit non-zero with no traceback; anything else (a bug) prints its
+traceback, redacted, and exits 1; see :func:`main`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import typing
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
@@ -131,7 +133,7 @@ def _on_interrupt(signum, frame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return its exit code (0 ok, 1 validation failed, 2 expected error, 130 interrupted)."""
+    """Run the command; return its exit code (0 ok, 1 validation failed or a bug, 2 expected error, 130 interrupted)."""
     from ftprep.redact import redact
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -162,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
+    except Exception:  # a bug: its traceback, as Python would print it, through the redaction layer
+        print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
+        return 1
     return code if isinstance(code, int) else 0
 
 

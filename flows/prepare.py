@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.futures import wait
 
 from ftprep.client import make_client
@@ -18,6 +18,7 @@ from ftprep.names import FLOW_PREPARE, ProjectParameter, project_of
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from ftprep.steps import flow
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
 from tasks.load import absolute, load_dataset, new_store

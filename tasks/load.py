@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prefect import task
 
 from ftprep.caching import FileContent
 from ftprep.errors import InputError, UnsafePickleError
@@ -29,6 +28,7 @@ from ftprep.fsio import absolute, check_url, file_problem, sha256_file
 from ftprep.models import DatasetRef
 from ftprep.pause import pause_point
 from ftprep.records import Record, RecordStore
+from ftprep.steps import task
 from tasks import PIPELINE_CACHE
 
 FORMATS = {

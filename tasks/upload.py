@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
@@ -56,6 +56,7 @@ from ftprep.remote import (
     poll,
     slot,
 )
+from ftprep.steps import task
 
 PURPOSE = "fine-tune"
 MIME_TYPE = "application/jsonl"
