@@ -136,6 +136,16 @@ def _on_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _know_secrets() -> None:
+    """Register the settings' secrets for redaction, when a bug came before a flow command loaded them."""
+    from ftprep.settings import load_settings
+
+    try:
+        load_settings()
+    except Exception:  # noqa: BLE001 - bad settings: the generic redaction (key shapes, URL userinfo) still applies
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (0 ok, 1 validation failed or a bug, 2 expected error, 130 interrupted)."""
     from ftprep.redact import redact
@@ -169,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(INTERRUPTED, file=sys.stderr)
         return 130
     except Exception:  # a bug: its traceback, as Python would print it, through the redaction layer
+        _know_secrets()
         print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
         return 1
     return code if isinstance(code, int) else 0
