@@ -8,7 +8,7 @@ more model asks only what was never answered.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
 from ftprep.client import make_client
 from ftprep.errors import InputError
@@ -17,6 +17,7 @@ from ftprep.names import FLOW_EVALUATE, LATEST_MODEL, ProjectParameter, project_
 from ftprep.openai_models import INFERENCE_PRICES_AS_OF
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from ftprep.steps import flow
 from ftprep.storage import name, normalize
 from tasks.evaluate import baseline, baseline_metrics, estimates_of, job_models, latest_job, predict, score, test_items
 from tasks.evaluation_report import report

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from pydantic import Field
 
 from ftprep import variables
@@ -27,6 +27,7 @@ from ftprep.names import (
 )
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from ftprep.steps import flow
 from ftprep.variables import latest_files
 from tasks.finetune import cost_check, failure, follow_job, publish_job, start_job, wait_for_files
 from tasks.job_runs import FOLLOW_AGAIN, forget, remember, stop_job_of_run

@@ -7,7 +7,7 @@ need them, the records travel in one store made for this run, and the tasks pass
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.futures import wait
 
 from ftprep.client import make_client
@@ -16,6 +16,7 @@ from ftprep.names import FLOW_PREPARE, ProjectParameter, project_of
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from ftprep.steps import flow
 from ftprep.storage import normalize, parent
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template

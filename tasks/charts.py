@@ -12,7 +12,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
 from ftprep import storage
@@ -20,6 +20,7 @@ from ftprep.models import SplitPlan, Template, ValidationReport
 from ftprep.names import CHART_TARGETS, CHART_TOKENS
 from ftprep.numeric import NumericError, check_number
 from ftprep.records import RecordStore
+from ftprep.steps import task
 from tasks.split import slice_indices
 
 MAX_POINTS = 20_000  # a histogram of more values looks the same: take an even sample

@@ -24,7 +24,7 @@ from typing import Any
 import openai
 import orjson
 from openai import OpenAI
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
 from ftprep import storage
@@ -36,6 +36,7 @@ from ftprep.openai_models import inference_cost
 from ftprep.progress import bar
 from ftprep.records import RecordStore
 from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, slot
+from ftprep.steps import task
 from tasks.format import compile_template
 
 HIT_DOLLARS, HIT_SHARE = 40.0, 0.2

@@ -13,13 +13,14 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
 from ftprep import storage
 from ftprep.models import Comparison, EvalMetrics
 from ftprep.names import ARTIFACT_COMPARISON, ARTIFACT_EVALUATION, COMPARISON, COMPARISON_CHART, artifact_key
 from ftprep.redact import redact, redact_obj
+from ftprep.steps import task
 from tasks.evaluate import band
 
 BEST = " ★"

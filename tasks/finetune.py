@@ -17,7 +17,7 @@ from typing import Any
 
 import openai
 from openai import OpenAI
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
 from ftprep import variables
@@ -34,6 +34,7 @@ from ftprep.names import (
 )
 from ftprep.redact import redact
 from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, describe_error, poll
+from ftprep.steps import task
 from tasks.upload import wait_until_processed
 
 ACTIVE = {"validating_files", "queued", "running"}

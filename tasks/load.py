@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prefect import task
 
 from ftprep import storage
 from ftprep.caching import FileContent
@@ -29,6 +28,7 @@ from ftprep.errors import InputError, UnsafePickleError
 from ftprep.models import DatasetRef
 from ftprep.pause import pause_point
 from ftprep.records import Record, RecordStore
+from ftprep.steps import task
 from tasks import PIPELINE_CACHE
 
 FORMATS = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -27,6 +27,7 @@ from ftprep.names import (
     variable_name,
 )
 from ftprep.redact import redact, redact_obj
+from ftprep.steps import task
 from tasks.validate import publish_report
 
 

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
@@ -55,6 +55,7 @@ from ftprep.remote import (
     poll,
     slot,
 )
+from ftprep.steps import task
 
 PURPOSE = "fine-tune"
 MIME_TYPE = "application/jsonl"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from ftprep import storage
 from ftprep.caching import TokenCounting
@@ -31,6 +31,7 @@ from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, defa
 from ftprep.pause import pause_point
 from ftprep.progress import bar
 from ftprep.redact import redact, redact_obj
+from ftprep.steps import task
 from ftprep.tokens import TOOL_ESTIMATE_NOTE, UPPER_MARGIN, count_example, text_counter
 from tasks import PIPELINE_CACHE
 from tasks.token_stats import ALL, SAMPLE, in_sample, sample_cut, token_stats

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from ftprep import outputs, storage
 from ftprep.errors import InputError
@@ -27,6 +27,7 @@ from ftprep.names import ARTIFACT_WRITE_PROGRESS, DEFAULT_PROJECT, FILE_NAMES, a
 from ftprep.pause import pause_point
 from ftprep.progress import bar
 from ftprep.records import RecordStore
+from ftprep.steps import task
 from tasks import PIPELINE_CACHE
 from tasks.format import Renderer, compile_template
 from tasks.split import slice_indices

@@ -29,6 +29,7 @@ from ftprep.names import (
     artifact_openai_file,
     variable_name,
 )
+from tests.prefect_api import read_all
 
 FTPREP = str(Path(sys.executable).parent / "ftprep")
 RULE = ("a project name is 1 to 63 lowercase letters, digits and single dashes, starting and ending with a letter or "
@@ -134,6 +135,22 @@ def test_a_bad_project_option_is_one_line_and_nothing_is_written_or_uploaded(tmp
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: project (--project) {bad!r} is not allowed: {RULE}", run.stderr
     assert not (tmp_path / "out").exists() and openai_stub.requests == []
+
+
+def test_a_bad_project_setting_stops_the_command_before_any_flow_run(tmp_path, cli_env, openai_stub, sample_pickle):
+    """The command checks the settings before its flow runs: no failed run on the server, no failure notice."""
+    out = tmp_path / f"out-{uuid.uuid4().hex}"  # names this command's flow run, should one be made
+    env = dict(cli_env, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url,
+               FTPREP_PROJECT="Team A")
+    run = subprocess.run([FTPREP, "prepare", "--data", str(sample_pickle), "--out", str(out)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == (f"error: FTPREP_PROJECT='Team A' is invalid (value error, {RULE}); set it to a "
+                                  "valid value or unset it"), run.stderr
+    with get_client(sync_client=True) as client:
+        runs = read_all(lambda limit, offset: client.read_flow_runs(limit=limit, offset=offset))
+    assert not [r for r in runs if r.parameters.get("out") == str(out)]
+    assert not out.exists() and openai_stub.requests == []
 
 
 def test_a_bad_project_setting_or_parameter_fails_the_run_before_anything_is_written(
