@@ -12,7 +12,9 @@ from ftprep.openai_models import DEFAULT_MODEL
 
 
 def _preflight(data: str, validation_data: str | None, template: str, out: str, model: str) -> None:
-    """Catch the common mistakes (a wrong path, an unknown template or model) before Prefect starts."""
+    """Catch the common mistakes (a wrong path, an unknown template or model) before Prefect starts; start hashing
+    the datasets (the load task's cache key) while Prefect starts the run."""
+    from ftprep.fsio import absolute, hash_ahead
     from ftprep.openai_models import model_spec
     from tasks.format import resolve_template, template_fields
     from tasks.load import check_readable, detect_format
@@ -21,6 +23,7 @@ def _preflight(data: str, validation_data: str | None, template: str, out: str, 
         if value is not None:
             check_readable(value, option)
             detect_format(Path(value))
+            hash_ahead(absolute(value))
     template_fields(resolve_template(template))
     model_spec(model)
     target = Path(out).resolve()
