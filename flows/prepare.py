@@ -17,6 +17,7 @@ from ftprep.names import FLOW_PREPARE
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from tasks.chart_draw import Painter
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
 from tasks.load import absolute, load_dataset, new_store
@@ -57,6 +58,7 @@ def prepare(
     logger = get_run_logger()
     settings = load_settings()
     store = new_store()
+    painter = Painter()  # the charts' child process: matplotlib loads on another core while the data does
     # absolute paths: cached results must not depend on the folder a run starts in
     data, out = absolute(data), absolute(out)
     validation_data = absolute(validation_data) if validation_data else None
@@ -70,11 +72,11 @@ def prepare(
         files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store)
     # pictures are drawn beside validation and the uploads, into the generation that publish commits
     generation = str(Path(files.train.path).parent)
-    targets = draw_targets.submit(plan, fmt.template, generation, store)
+    targets = draw_targets.submit(plan, fmt.template, generation, store, painter)
     # errors stop the flow here, before any upload
     report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens)
 
-    charts = draw_tokens.submit(report, generation, targets)
+    charts = draw_tokens.submit(report, generation, targets, painter)
     uploaded, skipped = (), None
     if not upload:
         skipped = "upload not requested (--no-upload)"
