@@ -14,9 +14,10 @@ from prefect import flow, get_run_logger
 from ftprep.client import make_client
 from ftprep.models import PrepareResult, SplitConfig
 from ftprep.names import FLOW_PREPARE
-from ftprep.openai_models import DEFAULT_MODEL
+from ftprep.openai_models import DEFAULT_MODEL, model_spec
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
+from ftprep.tokens import load_ahead
 from tasks.chart_draw import Painter
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
@@ -59,6 +60,7 @@ def prepare(
     settings = load_settings()
     store = new_store()
     painter = Painter()  # the charts' child process: matplotlib loads on another core while the data does
+    load_ahead(model_spec(model).encoding)  # the tokenizer, for validation, while the data loads
     # absolute paths: cached results must not depend on the folder a run starts in
     data, out = absolute(data), absolute(out)
     validation_data = absolute(validation_data) if validation_data else None
