@@ -59,13 +59,15 @@ def prepare(
     logger = get_run_logger()
     settings = load_settings()
     store = new_store()
-    painter = Painter()  # the charts' child process: matplotlib loads on another core while the data does
-    load_ahead(model_spec(model).encoding)  # the tokenizer, for validation, while the data loads
     # absolute paths: cached results must not depend on the folder a run starts in
     data, out = absolute(data), absolute(out)
     validation_data = absolute(validation_data) if validation_data else None
     ref = load_dataset(data, store)
     vref = load_dataset(validation_data, store) if validation_data else None
+    # after loading (one core, and the GIL, for itself): the charts' child process imports matplotlib on another
+    # core and the tokenizer loads on a thread while the examples are written
+    painter = Painter()
+    load_ahead(model_spec(model).encoding)
     plan = split_dataset(ref, split, vref, store)
     fmt = format_examples(resolve_template(template), plan, store)
     files = write_files(plan, fmt, out, store)
