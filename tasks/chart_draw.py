@@ -98,15 +98,15 @@ class Painter:
 
 
 def _stop(child: subprocess.Popen | None) -> None:
+    """Close the child's input: it reads the end and leaves. Not waited for (its interpreter's exit is no part of
+    the run); the subprocess module reaps it."""
     if child is None:
         return
-    try:
-        child.stdin.close()  # the child reads the end of its input and leaves
-        child.wait(timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        child.kill()
-    if child.stdout is not None:
-        child.stdout.close()
+    for stream in (child.stdin, child.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
 
 
 def _serve() -> None:
