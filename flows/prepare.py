@@ -92,7 +92,10 @@ def prepare(
         uploader = upload_file.with_options(**policy.task_options())
         futures = [uploader.submit(client, f.path, f.sha256, f.examples, f.role, policy=policy)
                    for f in files.files()]
-        uploaded = tuple(fut.result() for fut in futures)
+        try:
+            uploaded = tuple(fut.result() for fut in futures)
+        finally:  # the pictures belong to the generation, which a failed upload leaves for the next run
+            charts.wait()
 
     result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,
                            remote=settings.remote if uploaded else None, uploaded=uploaded,
