@@ -12,7 +12,9 @@ from ftprep.openai_models import DEFAULT_MODEL
 
 
 def _preflight(data: str, validation_data: str | None, template: str, out: str, model: str) -> None:
-    """Catch the common mistakes (a wrong path or URL, an unknown template or model) before Prefect starts."""
+    """Catch the common mistakes (a wrong path or URL, an unknown template or model) before Prefect starts; start
+    hashing the datasets (the load task's cache key) while Prefect starts the run."""
+    from ftprep.fsio import hash_ahead
     from ftprep.openai_models import model_spec
     from tasks.format import resolve_template, template_fields
     from tasks.load import check_readable, detect_format
@@ -21,6 +23,8 @@ def _preflight(data: str, validation_data: str | None, template: str, out: str, 
         if value is not None:
             check_readable(value, option)
             detect_format(value)
+            if not storage.is_url(value := storage.normalize(value, option)):  # a local file's hash is remembered
+                hash_ahead(value)
     template_fields(resolve_template(template))
     model_spec(model)
     out = storage.normalize(out, "--out")

@@ -8,16 +8,17 @@ need them, the records travel in one store made for this run, and the tasks pass
 from __future__ import annotations
 
 from prefect import get_run_logger
-from prefect.futures import wait
 
 from ftprep.client import make_client
 from ftprep.models import PrepareResult, SplitConfig
 from ftprep.names import FLOW_PREPARE, ProjectParameter, project_of
-from ftprep.openai_models import DEFAULT_MODEL
+from ftprep.openai_models import DEFAULT_MODEL, model_spec
 from ftprep.remote import RemotePolicy
 from ftprep.settings import load_settings
 from ftprep.steps import flow
 from ftprep.storage import normalize, parent
+from ftprep.tokens import load_ahead
+from tasks.chart_draw import Painter
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
 from tasks.load import load_dataset, new_store
@@ -67,6 +68,10 @@ def prepare(
     validation_data = normalize(validation_data, "--validation-data") if validation_data else None
     ref = load_dataset(data, store)
     vref = load_dataset(validation_data, store) if validation_data else None
+    # after loading (one core, and the GIL, for itself): the charts' child process imports matplotlib on another
+    # core and the tokenizer loads on a thread while the examples are written
+    painter = Painter()
+    load_ahead(model_spec(model).encoding)
     plan = split_dataset(ref, split, vref, store)
     fmt = format_examples(resolve_template(template), plan, store)
     files = write_files(plan, fmt, out, store, project)
@@ -75,12 +80,12 @@ def prepare(
         files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store, project)
     # pictures are drawn beside validation and the uploads, into the generation that publish commits
     generation = parent(files.train.path)
-    targets = draw_targets.submit(plan, fmt.template, generation, store)
+    targets = draw_targets.submit(plan, fmt.template, generation, store, painter)
     # errors stop the flow here, before any upload
     report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens,
                               project)
 
-    charts = draw_tokens.submit(report, generation, targets)
+    charts = draw_tokens.submit(report, generation, targets, painter)
     uploaded, skipped = (), None
     if not upload:
         skipped = "upload not requested (--no-upload)"
@@ -95,7 +100,7 @@ def prepare(
         try:
             uploaded = tuple(fut.result() for fut in futures)
         finally:  # a failed upload still leaves a whole generation: its pictures finish before the flow ends
-            wait([charts], timeout=60)
+            charts.wait()
 
     result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,
                            remote=settings.remote if uploaded else None, uploaded=uploaded,

@@ -7,9 +7,10 @@ import hashlib
 import os
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -70,15 +71,43 @@ def file_digests(path: str | os.PathLike, md5: bool = False) -> tuple[str, str |
     return sha.hexdigest(), m5.hexdigest() if m5 is not None else None
 
 
+_DIGESTS: dict[tuple[str, int, int, int], Future[str]] = {}  # (path, size, mtime, inode) -> its sha256
+_DIGESTS_LOCK = threading.Lock()
+
+
 def sha256_file(path: str | os.PathLike) -> str:
-    """The file's sha256, remembered per (path, size, mtime, inode) within a process."""
+    """The file's sha256, remembered per (path, size, mtime, inode) within a process; a file being hashed already
+    (:func:`hash_ahead`) is waited for, not read twice."""
     st = os.stat(path)
-    return _sha256(os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = (os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _DIGESTS_LOCK:
+        digest = _DIGESTS.get(key)
+        mine = digest is None
+        if mine:
+            if len(_DIGESTS) >= 64:
+                _DIGESTS.pop(next(iter(_DIGESTS)))
+            digest = _DIGESTS[key] = Future()
+    if mine:
+        try:
+            digest.set_result(file_digests(path)[0])
+        except BaseException as e:
+            with _DIGESTS_LOCK:
+                _DIGESTS.pop(key, None)  # not remembered: the next call tries again
+            digest.set_exception(e)
+    return digest.result()
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    return file_digests(path)[0]
+def hash_ahead(path: str | os.PathLike) -> None:
+    """Start hashing the file on a background thread (reading and hashing release the GIL), so that the
+    :func:`sha256_file` a cache key needs later finds it done; a failure here is left for that call to report."""
+
+    def run() -> None:
+        try:
+            sha256_file(path)
+        except BaseException:  # noqa: BLE001,S110 - the caller's own sha256_file reports it
+            pass
+
+    threading.Thread(target=run, name="ftprep-hash-ahead", daemon=True).start()
 
 
 @contextmanager

@@ -45,28 +45,20 @@ FORMATS = {
 
 # --------------------------------------------------------------------------------------------- pickle
 class _Placeholder:
-    """Stands in for a class the pickle names; its instances are rebuilt as attribute records."""
+    """Stands in for a class the pickle names; its instances are rebuilt as attribute records.
+
+    No ``__setstate__``: the C unpickler then puts the state into the instance's ``__dict__`` itself (a dict, or
+    a (dict, slot dict) pair), without a Python call per object; :func:`_plain` makes the record."""
 
     __slots__ = ("__dict__",)
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:  # (dict state, slot state)
-            merged = dict(state[0] or {})
-            merged.update(state[1] or {})
-            state = merged
-        if isinstance(state, dict) and "__dict__" in state and "__pydantic_fields_set__" in state:
-            state = dict(state["__dict__"] or {}, **(state.get("__pydantic_extra__") or {}))  # pydantic v2
-        if not isinstance(state, dict):
-            raise UnsafePickleError(
-                f"pickle object of class {type(self).__qualname__} has state of type {type(state).__name__}; "
-                "save the items as plain dicts or as JSONL/Parquet instead"
-            )
-        self.__dict__.update(state)
 
 
 class _PlaceholderMeta(type):
     def __call__(cls, *args, **kwargs):  # REDUCE/INST: the pickle wants to *call* what it named
         raise UnsafePickleError(f"pickle tries to call {cls.__module__}.{cls.__qualname__}")
+
+    def __setstate__(cls, state: Any) -> None:  # BUILD on the class itself (its instances do not see this)
+        raise UnsafePickleError(f"pickle tries to set state on {cls.__module__}.{cls.__qualname__}")
 
 
 def _reconstructor(cls, base, state):  # copyreg._reconstructor, without calling anything foreign
@@ -179,7 +171,10 @@ class _SafeUnpickler(pickle.Unpickler):
 
 def _plain(value: Any) -> Any:
     if isinstance(value, _Placeholder):
-        return vars(value)
+        state = vars(value)
+        if "__dict__" in state and "__pydantic_fields_set__" in state:  # pydantic v2
+            return dict(state["__dict__"] or {}, **(state.get("__pydantic_extra__") or {}))
+        return state
     return value
 
 
@@ -192,7 +187,13 @@ def read_pickle(path: Path | str) -> list[Record]:
         except MemoryError:  # a length field far beyond the file (BINBYTES8, BYTEARRAY8, FRAME)
             raise InputError(f"{path} is not a readable pickle (it declares an object larger than memory); "
                              "check the file is complete or re-save it") from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error, IndexError,
+        except pickle.UnpicklingError as e:
+            if "state is not a dictionary" in str(e):  # an object's state the unpickler cannot set as attributes
+                raise InputError(f"{path} holds an object whose state is not a dict of attributes; save the items "
+                                 "as plain dicts or as JSONL/Parquet instead") from None
+            raise InputError(f"{path} is not a readable pickle (UnpicklingError: {str(e)[:200]}); check the file "
+                             "is complete or re-save it") from None
+        except (EOFError, ValueError, TypeError, struct.error, IndexError,
                 KeyError, AttributeError, ArithmeticError, RecursionError) as e:
             raise InputError(
                 f"{path} is not a readable pickle ({type(e).__name__}: {str(e)[:200]}); check the file is "

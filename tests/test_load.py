@@ -69,6 +69,45 @@ def test_pydantic_item_pickle(tmp_path):
     assert list(read_records(path)) == [{"title": "A", "price": 1.5, "summary": "s"}]
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])  # 0 and 1 cannot pickle slots
+def test_slotted_items_and_their_state_forms(tmp_path, protocol):
+    class Slotted:
+        __slots__ = ("title", "price")
+
+        def __init__(self, title, price):
+            self.title, self.price = title, price
+
+    class Mixed:  # (dict, slot dict) state
+        __slots__ = ("__dict__", "price")
+
+        def __init__(self, title, price):
+            self.title, self.price = title, price
+
+    for cls in (Slotted, Mixed):
+        path = tmp_path / f"{cls.__name__}-{protocol}.pkl"
+        path.write_bytes(_pickle_as("items", cls, [cls("Fuel pump", 12.5)], protocol))
+        assert list(read_records(path)) == [{"title": "Fuel pump", "price": 12.5}]
+
+
+def test_an_object_whose_state_is_not_attributes_is_one_clear_line(tmp_path):
+    class Odd:
+        def __getstate__(self):
+            return ["not", "a", "dict"]
+
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(_pickle_as("items", Odd, [Odd()], 4))
+    with pytest.raises(InputError, match="holds an object whose state is not a dict of attributes; save the items as "
+                                         "plain dicts"):
+        read_records(path)
+
+
+def test_a_pickle_cannot_set_state_on_a_class_it_names(tmp_path):
+    path = tmp_path / "build-class.pkl"
+    path.write_bytes(_set_state("items", "Item", _DICT_ATTR))
+    with pytest.raises(UnsafePickleError, match=r"refused: pickle tries to set state on items\.Item; nothing was run"):
+        read_records(path)
+
+
 def test_plain_dict_pickle_and_numpy_prices(tmp_path):
     import numpy as np
 
@@ -266,3 +305,26 @@ def test_nan_and_huge_integers_still_load_for_the_template_to_refuse(tmp_path):
     path.write_text('{"prompt": "x", "price": NaN}\n{"prompt": "y", "price": 1' + "0" * 400 + "}\n")
     records = read_records(path)
     assert math.isnan(records[0]["price"]) and records[1]["price"] == 10**400
+
+
+def test_hashing_ahead_gives_the_same_digest_once_and_a_changed_file_a_new_one(tmp_path):
+    import hashlib
+    import threading
+
+    from ftprep.fsio import hash_ahead, sha256_file
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(3 << 20))
+    hash_ahead(path)
+    results = []
+    readers = [threading.Thread(target=lambda: results.append(sha256_file(path))) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    assert results == [hashlib.sha256(path.read_bytes()).hexdigest()] * 3
+    path.write_bytes(b"changed")
+    assert sha256_file(path) == hashlib.sha256(b"changed").hexdigest()
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        sha256_file(path)

@@ -1,4 +1,5 @@
-"""The temporary Prefect server of a run with no PREFECT_API_URL: no secret in it, no orphan, safe first runs."""
+"""The temporary Prefect server of a run with no PREFECT_API_URL: no secret in it, no orphan, safe first runs (and
+the same of the charts' child process)."""
 
 from __future__ import annotations
 
@@ -63,15 +64,18 @@ def test_the_server_gets_no_secret_and_dies_with_a_killed_run(tmp_path, sample_p
         assert time.monotonic() < deadline, "the run never reached validation"
         time.sleep(0.1)
     servers = [pid for pid in children(proc.pid) if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(servers) == 1
-    environ = Path(f"/proc/{servers[0]}/environ").read_bytes()
-    assert b"OPENAI_API_KEY" not in environ and b"sk-test-never" not in environ
+    painters = [pid for pid in children(proc.pid) if b"chart_draw" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(servers) == 1 and len(painters) == 1  # the charts' child process is running too
+    for pid in servers + painters:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"OPENAI_API_KEY" not in environ and b"sk-test-never" not in environ
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 10
-    while alive(servers[0]) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in servers + painters) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(servers[0]), "the temporary server outlived its killed parent"
+    assert not alive(painters[0]), "the charts' process outlived its killed parent"
 
 
 def test_two_first_runs_on_a_fresh_prefect_home_both_succeed(tmp_path, sample_pickle):

@@ -1,0 +1,123 @@
+"""Charts drawn in a child process: matplotlib is imported there while the flow writes, on another core.
+
+Importing matplotlib costs more CPU than a whole everyday run's own work, and drawing in the flow's process would
+hold its GIL while validation and the uploads need it. :class:`Painter` starts ``python tasks/chart_draw.py`` once
+a run's data is loaded (only the standard library and matplotlib are imported there; no credential is in its
+environment) and asks it for PNGs, one JSON line each way; when the child cannot be used, the same :func:`draw`
+runs in this process. The child leaves when its input closes, so it never outlives the run's process.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import weakref
+from typing import Any
+
+TOKENS, TARGETS = "tokens", "targets"
+_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "MPLCONFIGDIR")
+
+
+def _matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    plt = _matplotlib()
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def draw(files: list[dict[str, Any]], targets: list[float] | None, target: str | None) -> dict[str, bytes]:
+    """PNG bytes by kind: tokens per example (one bar chart per file: role, examples, median, histogram), and the
+    target's distribution."""
+    plt = _matplotlib()
+    charts: dict[str, bytes] = {}
+    if files:
+        fig, axes = plt.subplots(1, len(files), figsize=(5 * len(files), 3.6), dpi=100, squeeze=False)
+        for ax, f in zip(axes[0], files, strict=True):
+            edges = [edge for edge, _ in f["histogram"]]
+            width = (edges[1] - edges[0]) if len(edges) > 1 else 1
+            ax.bar(edges, [count for _, count in f["histogram"]], width=width, align="edge", color="steelblue")
+            ax.axvline(f["median"], color="darkorange", lw=1.5, label=f"median {f['median']:,.0f}")
+            ax.set(title=f"{f['role']}: tokens per example ({f['examples']:,})", xlabel="tokens", ylabel="examples")
+            ax.legend()
+        charts[TOKENS] = _png(fig)
+    if target and targets:
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        ax.hist(targets, bins=40, color="seagreen")
+        ax.set(title=f"training {target}: {len(targets):,} values", xlabel=target, ylabel="examples")
+        charts[TARGETS] = _png(fig)
+    return charts
+
+
+class Painter:
+    """A child process that draws charts; started at once, so that its import runs beside the caller's work."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        try:
+            env = {k: v for k, v in os.environ.items() if k in _ENV}
+            self._child: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-I", __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, env=env)
+        except OSError:
+            self._child = None
+        weakref.finalize(self, _stop, self._child)
+
+    def draw(self, files: list[dict[str, Any]], targets: list[float] | None, target: str | None) -> dict[str, bytes]:
+        with self._lock:
+            if self._child is not None:
+                try:
+                    self._child.stdin.write(json.dumps([files, targets, target]).encode() + b"\n")
+                    self._child.stdin.flush()
+                    reply = json.loads(self._child.stdout.readline())
+                    return {kind: base64.b64decode(data) for kind, data in reply.items()}
+                except (OSError, ValueError):  # the child is gone: draw here instead
+                    _stop(self._child)
+                    self._child = None
+        return draw(files, targets, target)
+
+    def close(self) -> None:
+        with self._lock:
+            _stop(self._child)
+            self._child = None
+
+
+def _stop(child: subprocess.Popen | None) -> None:
+    """Close the child's input: it reads the end and leaves. Not waited for (its interpreter's exit is no part of
+    the run); the subprocess module reaps it."""
+    if child is None:
+        return
+    for stream in (child.stdin, child.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+def _serve() -> None:
+    _matplotlib()
+    draw([], [0.0], "warm-up")  # fonts and the PNG writer, before the first request
+    for line in sys.stdin.buffer:
+        files, targets, target = json.loads(line)
+        charts = draw(files, targets, target)
+        sys.stdout.write(json.dumps({k: base64.b64encode(v).decode() for k, v in charts.items()}) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    _serve()
