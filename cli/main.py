@@ -86,12 +86,15 @@ def command(flow_fn: Callable[..., Any], run: Callable[..., int], flatten: Seque
 
 def before_flow() -> None:
     """What every flow command does just before its flow runs: ftprep's log filters (the command prints an
-    expected error itself, once) and the temporary Prefect server started by :func:`main`, now answering."""
-    from ftprep import logs, server
+    expected error itself, once), the temporary Prefect server started by :func:`main`, now answering, and the
+    shared result storage block (FTPREP_RESULT_STORAGE) saved on the server the flow will load it from."""
+    from ftprep import logs, results, server
+    from ftprep.settings import load_settings
 
     logs.install()
     logs.quiet_expected_on_console()
     server.ready()
+    results.ensure(load_settings().result_storage)
 
 
 def print_json(result: Any) -> int:

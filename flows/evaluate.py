@@ -18,14 +18,15 @@ from ftprep.models import Comparison
 from ftprep.names import FLOW_EVALUATE, LATEST_MODEL
 from ftprep.openai_models import INFERENCE_PRICES_AS_OF
 from ftprep.remote import RemotePolicy
+from ftprep.results import flow_storage
 from ftprep.settings import load_settings
 from tasks.evaluate import baseline, baseline_metrics, estimates_of, job_models, latest_job, predict, score, test_items
 from tasks.evaluation_report import report
 from tasks.format import resolve_template
-from tasks.load import load_dataset, new_store
+from tasks.load import load_dataset, new_store, read_here
 
 
-@flow(name=FLOW_EVALUATE, persist_result=True, result_serializer="json")
+@flow(name=FLOW_EVALUATE, persist_result=True, result_serializer="json", result_storage=flow_storage())
 def evaluate(
     data: str,
     out: str = "eval",
@@ -60,7 +61,8 @@ def evaluate(
     settings = load_settings()
     client, policy, store = make_client(settings), RemotePolicy.from_settings(settings), new_store()
     data = str(Path(data).resolve())
-    conversations, truths = test_items(load_dataset(data, store), resolve_template(template), n, sample_seed, store)
+    ref = read_here(load_dataset(data, store), data, store)
+    conversations, truths = test_items(ref, resolve_template(template), n, sample_seed, store)
 
     # the baseline needs the job the models came from: its training file leads to the training prices
     from_job = job if job is not None and job["fine_tuned_model"] in models else None

@@ -18,6 +18,7 @@ from ftprep.errors import InputError, Interrupted
 from ftprep.models import FineTuneConfig, FineTuneResult
 from ftprep.names import FLOW_FINE_TUNE, LATEST_FILES, LATEST_JOB
 from ftprep.remote import RemotePolicy
+from ftprep.results import flow_storage
 from ftprep.settings import load_settings
 from ftprep.variables import latest_files
 from tasks.finetune import cost_check, failure, follow_job, publish_job, start_job, wait_for_files
@@ -51,7 +52,7 @@ def _forget_job_of_crashed_run(flow, flow_run, state) -> None:
     forget(flow_run.id)
 
 
-@flow(name=FLOW_FINE_TUNE, persist_result=True, result_serializer="json",
+@flow(name=FLOW_FINE_TUNE, persist_result=True, result_serializer="json", result_storage=flow_storage(),
       on_cancellation=[_cancel_job_of_cancelled_run], on_crashed=[_forget_job_of_crashed_run])
 def fine_tune(
     training_file: str | None = None,

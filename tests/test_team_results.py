@@ -1,0 +1,155 @@
+"""Two machines share results: FTPREP_RESULT_STORAGE on moto's S3 server, one Prefect server on PostgreSQL.
+
+Machines A and B are two clones of this checkout's last commit (commit before running this) in separate folders,
+with separate PREFECT_HOMEs; they share only the Prefect server, the S3 store and the OpenAI stub. Each runs the
+``ftprep`` command of its own clone (``python -m cli.main`` in the clone), as a person on that machine would.
+
+Data and outputs: until ``--data``/``--out`` take ``s3://`` URLs, each machine reads its own copy of the same
+dataset at a different local path (so the cache hits below also prove that cache keys do not depend on where a
+dataset was read from), and both write to one shared folder (``shared_out``, a stand-in for a shared mount): the
+output location is part of what a run is asked to do, so a cached write needs the same ``--out``. To switch to
+object storage, make ``data_of`` upload the file and return ``s3://...`` and ``shared_out`` return
+``s3://{bucket}/out``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ftprep.models import PrepareResult
+from ftprep.names import OPENAI_CONCURRENCY_LIMIT
+from tests.prefect_api import run_task_runs, settle
+from tests.prefect_procs import ROOT
+
+CACHED_TASKS = ("load", "split", "format", "write", "validate")
+
+
+@pytest.fixture(scope="module")
+def clones(tmp_path_factory) -> dict[str, Path]:
+    """Machines A and B: each a folder holding a clone of this checkout's HEAD (``ftprep/``) and its own files."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    machines = {}
+    for m in ("a", "b"):
+        machine = tmp_path_factory.mktemp(f"machine-{m}")
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(machine / "ftprep")], check=True,
+                       capture_output=True)
+        cloned = subprocess.run(["git", "-C", str(machine / "ftprep"), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        assert cloned == head
+        machines[m] = machine
+    return machines
+
+
+def machine_env(machine: Path, team_server, s3_service, openai_stub, results: str, **extra: str) -> dict[str, str]:
+    """What a person on ``machine`` has set: the team's server, S3 and OpenAI settings, and its own PREFECT_HOME."""
+    return dict(team_server.env, **s3_service.env, PREFECT_HOME=str(machine / "prefect-home"),
+                PYTHONPATH=str(machine / "ftprep"), PWD=str(machine / "ftprep"), OPENAI_API_KEY=openai_stub.api_key,
+                OPENAI_BASE_URL=openai_stub.base_url, FTPREP_RESULT_STORAGE=results, **extra)
+
+
+def ftprep(machine: Path, env: dict[str, str], *args: str, background: bool = False):
+    """``ftprep ARGS`` from the clone on ``machine``: finished (CompletedProcess), or running (Popen)."""
+    command = [sys.executable, "-m", "cli.main", *args]
+    if background:
+        return subprocess.Popen(command, cwd=machine / "ftprep", env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, cwd=machine / "ftprep", env=env, capture_output=True, text=True, timeout=300)
+
+
+def data_of(machine: Path, source: Path) -> str:
+    """The machine's own copy of the dataset, at a path no other machine has."""
+    copy = machine / f"data-{machine.name}" / "items.pkl"
+    copy.parent.mkdir()
+    shutil.copyfile(source, copy)
+    return str(copy)
+
+
+def prepare_runs(client, data: str) -> list:
+    """The prepare flow runs that read ``data`` (the path is the machine's own, so it tells the machines apart)."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["prepare"])))
+    return [r for r in runs if r.parameters.get("data") == data]
+
+
+def test_two_machines_share_cache_hits_results_and_the_openai_limit(tmp_path, clones, team_server, s3_service,
+                                                                    openai_stub, sample_pickle, monkeypatch):
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    bucket = f"ftprep-results-{uuid.uuid4().hex[:8]}"
+    results = s3_service.make_bucket(bucket) + "/prefect"
+    shared_out = tmp_path / "shared-mount" / "out"
+    env = {m: machine_env(path, team_server, s3_service, openai_stub, results) for m, path in clones.items()}
+    data = {m: data_of(path, sample_pickle) for m, path in clones.items()}
+    prepare = ["prepare", "--out", str(shared_out), "--train-size", "100", "--validation-size", "20", "--json"]
+
+    # Machine A prepares and uploads; its results and cache records are in the bucket, not in its PREFECT_HOME.
+    done = ftprep(clones["a"], env["a"], *prepare, "--data", data["a"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = PrepareResult.model_validate_json(done.stdout)
+    assert [f.reused for f in first.uploaded] == [False, False]
+    stored = s3_service.client().list_objects_v2(Bucket=bucket, Prefix="prefect/").get("Contents", [])
+    assert len(stored) >= 1 + len(CACHED_TASKS), [o["Key"] for o in stored]  # the flow's result and each task's
+    local = clones["a"] / "prefect-home" / "storage"
+    assert not local.exists() or not any(local.iterdir())
+
+    # Machine B, the same run on its own copy of the data: every step up to validate is a cache hit of A's run,
+    # the upload finds A's files at OpenAI, and nothing is sent.
+    openai_stub.reset_records()
+    done = ftprep(clones["b"], env["b"], *prepare, "--data", data["b"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = PrepareResult.model_validate_json(done.stdout)
+    assert [(f.id, f.reused) for f in second.uploaded] == [(f.id, True) for f in first.uploaded]
+    assert second.dataset.path == data["b"] and second.files == first.files
+    assert openai_stub.count("POST") == 0, [(r.method, r.path) for r in openai_stub.requests]
+
+    with temporary_settings({PREFECT_API_URL: team_server.env["PREFECT_API_URL"]}), \
+            get_client(sync_client=True) as client:
+        (run_a,), (run_b,) = prepare_runs(client, data["a"]), prepare_runs(client, data["b"])
+        settle(client, [run_b.id])
+        states: dict[str, set[str]] = {}
+        for task_run in run_task_runs(client, run_b.id):
+            states.setdefault(task_run.name.rsplit("-", 1)[0], set()).add(task_run.state.name)
+        for name in CACHED_TASKS:
+            assert states.get(name) == {"Cached"}, (name, states)
+
+        # A's persisted flow result, read back through the API from here (another PREFECT_HOME): it names the
+        # shared block, so any machine with the store's credentials reads it.
+        for key, value in s3_service.env.items():
+            monkeypatch.setenv(key, value)
+        assert PrepareResult.model_validate(client.read_flow_run(run_a.id).state.result()) == first
+
+    # Machine B fine-tunes on the latest prepared files: A's.
+    done = ftprep(clones["b"], env["b"], "fine-tune", "--poll-seconds", "0.05", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = json.loads(done.stdout)
+    assert job["status"] == "succeeded"
+    assert openai_stub.job(job["job_id"]).training_file == first.remote_file("train").id
+
+    # Four evaluations at once, two on each machine, each asking 8 at a time, under one shared limit of 2
+    # OpenAI requests in flight: the stub never holds more than 2 (every answer takes 0.2 s, so they queue).
+    openai_stub.reset_records()
+    openai_stub.inject("POST", "/v1/chat/completions", "delay", times=None, seconds=0.2)
+    limited = {m: dict(e, FTPREP_OPENAI_CONCURRENCY="2") for m, e in env.items()}
+    procs = [ftprep(clones[m], limited[m], "evaluate", "--data", data[m], "--out", str(clones[m] / f"eval-{i}"),
+                    "--n", "4", "--sample-seed", str(i), "--concurrency", "8", "--json", background=True)
+             for i, m in enumerate(("a", "b", "a", "b"))]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    asked = openai_stub.chat_count()
+    assert asked >= 24, asked  # 4 runs x 2 models x 4 items, less the few items two seeds share
+    assert openai_stub.max_in_flight() == 2
+    with temporary_settings({PREFECT_API_URL: team_server.env["PREFECT_API_URL"]}), \
+            get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(OPENAI_CONCURRENCY_LIMIT)
+        assert limit.limit == 2 and limit.active_slots == 0
