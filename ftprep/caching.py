@@ -32,13 +32,16 @@ def content_of(value: Any) -> Any:
 
 
 @dataclass
-class ContentInputs(Inputs):
+class ContentInputs(CachePolicy):
     """Prefect's INPUTS, hashed by content (:func:`content_of`): a dataset read from another folder or machine, with
-    the same bytes, gives the same key."""
+    the same bytes, gives the same key. Not a subclass of Prefect's ``Inputs``, which a compound policy would
+    replace by a plain one; leave inputs out with ``exclude`` (``content_cache(exclude=...)``), not with ``-``."""
+
+    exclude: list[str] = field(default_factory=list)
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str | None:
-        inputs = {k: content_of(v) for k, v in (inputs or {}).items() if k not in (self.exclude or ())}
-        return super().compute_key(task_ctx, inputs, flow_parameters, **kwargs)
+        inputs = {k: content_of(v) for k, v in (inputs or {}).items() if k not in self.exclude}
+        return Inputs().compute_key(task_ctx, inputs, flow_parameters, **kwargs)
 
 
 @dataclass

@@ -109,7 +109,8 @@ def test_two_machines_share_cache_hits_results_and_the_openai_limit(tmp_path, cl
     assert done.returncode == 0, done.stderr[-3000:]
     second = PrepareResult.model_validate_json(done.stdout)
     assert [(f.id, f.reused) for f in second.uploaded] == [(f.id, True) for f in first.uploaded]
-    assert second.dataset.path == data["b"] and second.files == first.files
+    assert second.dataset.path == data["b"]
+    assert second.files == first.files  # the same files: not written again
     assert openai_stub.count("POST") == 0, [(r.method, r.path) for r in openai_stub.requests]
 
     with temporary_settings({PREFECT_API_URL: team_server.env["PREFECT_API_URL"]}), \
