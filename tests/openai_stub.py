@@ -1091,7 +1091,7 @@ class StubOpenAI:
     Helpers: ``requests`` (snapshot list of :class:`RecordedRequest`), ``count()``, ``reset_records()``,
     ``files_for()``, ``file_content()``, ``seed_file()``, ``fail_processing_for()``, ``inject()``,
     ``clear_faults()``, ``jobs``, ``job()``, ``advance_job()``, ``fail_jobs()``, ``fine_tuned_models``,
-    ``price_reply()``, ``factor_for()``, ``chat_count()``.
+    ``price_reply()``, ``factor_for()``, ``chat_count()``, ``max_in_flight()`` (the most requests held at once).
     """
 
     def __init__(self, api_key: str | None = DEFAULT_API_KEY, processing_polls: int = 0, *,

@@ -80,6 +80,47 @@ def prepare_runs(client, data: str) -> list:
     return [r for r in runs if r.parameters.get("data") == data]
 
 
+def test_cache_keys_come_from_content_not_from_where_the_dataset_was_read(tmp_path, sample_pickle):
+    """The keys of load, split, format, write and validate: equal for the same bytes read from two paths (as on two
+    machines), different for other bytes; the output folder stays part of write's key (it is what a run writes)."""
+    from ftprep.models import DatasetRef, SplitConfig, SplitPlan, WrittenFile, WrittenFiles
+    from tasks.format import format_examples, resolve_template
+    from tasks.load import load_dataset
+    from tasks.split import plan_split, split_dataset
+    from tasks.validate import validate_written
+    from tasks.write import write_files
+
+    def key(task, **inputs) -> str:
+        return task.cache_policy.compute_key(None, inputs, {})
+
+    copies = [tmp_path / "a" / "items.pkl", tmp_path / "b" / "data.pkl"]
+    for copy in copies:
+        copy.parent.mkdir()
+        shutil.copyfile(sample_pickle, copy)
+    other = tmp_path / "other.pkl"
+    other.write_bytes(sample_pickle.read_bytes() + b"\n")
+    assert key(load_dataset, path=str(copies[0]), store=1) == key(load_dataset, path=str(copies[1]), store=2)
+    assert key(load_dataset, path=str(copies[0]), store=1) != key(load_dataset, path=str(other), store=1)
+
+    refs = [DatasetRef(path=str(c), sha256="ab" * 32, format="pickle", size_bytes=1, records=600, fields=("price",))
+            for c in copies]
+    plans: list[SplitPlan] = [plan_split(ref, SplitConfig(train_size=100, validation_size=20)) for ref in refs]
+    template = resolve_template("course")
+    fmt = None
+    for task, inputs in ((split_dataset, lambda i: {"data": refs[i], "config": SplitConfig(), "validation_data": None}),
+                         (format_examples, lambda i: {"template": template, "plan": plans[i]}),
+                         (write_files, lambda i: {"plan": plans[i], "fmt": fmt, "out_dir": "/shared/out"})):
+        assert key(task, **inputs(0), store=1) == key(task, **inputs(1), store=2), task.name
+    moved = refs[0].model_copy(update={"sha256": "cd" * 32})
+    assert key(split_dataset, data=moved, config=SplitConfig(), validation_data=None, store=1) != \
+        key(split_dataset, data=refs[0], config=SplitConfig(), validation_data=None, store=1)
+    assert key(write_files, plan=plans[0], fmt=fmt, out_dir="/a/out", store=1) != \
+        key(write_files, plan=plans[0], fmt=fmt, out_dir="/b/out", store=1)
+    files = WrittenFiles(train=WrittenFile(role="train", path="/shared/out/t.jsonl", sha256="ef" * 32, bytes=9,
+                                           examples=100, mtime_ns=1), validation=None, out_dir="/shared/out")
+    assert key(validate_written, files=files, model="gpt-4o-mini-2024-07-18", price_per_1m=3.0, exact_tokens=False)
+
+
 def test_two_machines_share_cache_hits_results_and_the_openai_limit(tmp_path, clones, team_server, s3_service,
                                                                     openai_stub, sample_pickle, monkeypatch):
     from prefect import get_client
@@ -137,18 +178,18 @@ def test_two_machines_share_cache_hits_results_and_the_openai_limit(tmp_path, cl
     assert openai_stub.job(job["job_id"]).training_file == first.remote_file("train").id
 
     # Four evaluations at once, two on each machine, each asking 8 at a time, under one shared limit of 2
-    # OpenAI requests in flight: the stub never holds more than 2 (every answer takes 0.2 s, so they queue).
+    # OpenAI requests in flight: the stub never holds more than 2 (every answer takes 0.25 s, so they queue).
     openai_stub.reset_records()
-    openai_stub.inject("POST", "/v1/chat/completions", "delay", times=None, seconds=0.2)
+    openai_stub.inject("POST", "/v1/chat/completions", "delay", times=None, seconds=0.25)
     limited = {m: dict(e, FTPREP_OPENAI_CONCURRENCY="2") for m, e in env.items()}
     procs = [ftprep(clones[m], limited[m], "evaluate", "--data", data[m], "--out", str(clones[m] / f"eval-{i}"),
-                    "--n", "4", "--sample-seed", str(i), "--concurrency", "8", "--json", background=True)
+                    "--n", "3", "--sample-seed", str(i), "--concurrency", "8", "--json", background=True)
              for i, m in enumerate(("a", "b", "a", "b"))]
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
     asked = openai_stub.chat_count()
-    assert asked >= 24, asked  # 4 runs x 2 models x 4 items, less the few items two seeds share
+    assert asked >= 20, asked  # 4 runs x 2 models x 3 items, less the few items two seeds share
     assert openai_stub.max_in_flight() == 2
     with temporary_settings({PREFECT_API_URL: team_server.env["PREFECT_API_URL"]}), \
             get_client(sync_client=True) as client:
