@@ -69,7 +69,9 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
     from prefect.client.schemas.actions import VariableCreate, WorkPoolCreate
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    env = team_server.env
+    # shared results (README "Run as a team"): the setup step saves the block, the runs on both workers use it
+    results = f"s3://{BUCKET}/results"
+    env = dict(team_server.env, FTPREP_RESULT_STORAGE=results)
     machines = {m: _mkdir(tmp_path / f"machine-{m}") for m in ("a", "b")}
     worker_env = dict(env, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url,
                       **s3_service.env)
@@ -97,7 +99,7 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
         assert deployment.parameters["data"] == sample_url
 
         assert setup.wait(timeout=120) == 0, tail(setup_log)
-        assert sample_url in setup_log.read_text()
+        assert sample_url in setup_log.read_text() and results in setup_log.read_text()
         stored = s3_service.client().get_object(Bucket=BUCKET, Key="sample/items.pkl")["Body"].read()
         assert hashlib.sha256(stored).digest() == hashlib.sha256(sample_pickle.read_bytes()).digest()
 
@@ -127,6 +129,11 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
             assert len((machines[m] / "out" / "fine_tune_train.jsonl").read_text().splitlines()) == 100
 
     assert len(openai_stub.files_for("fine-tune")) == 4
+    # each run's result (and its steps' cache records) is in the bucket, none in a machine's PREFECT_HOME
+    stored = s3_service.client().list_objects_v2(Bucket=BUCKET, Prefix="results/").get("Contents", [])
+    assert len(stored) >= 2 * 6, [o["Key"] for o in stored]
+    for path in machines.values():
+        assert not any((path / "prefect-home").glob("storage/*"))
     # the runs are rows of the server's PostgreSQL database
     ids = ", ".join(f"'{run.id}'" for run in runs.values())
     assert team_server.sql(f"SELECT state_type FROM flow_run WHERE id IN ({ids})").split() == ["COMPLETED"] * 2
