@@ -130,7 +130,7 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
 
     assert len(openai_stub.files_for("fine-tune")) == 4
     # the results and cache records are in the bucket, none in a machine's PREFECT_HOME: each run's own (its
-    # result, split, format, write, validate) and one load, which B's run found cached (the same dataset)
+    # result, split, format, write, validate) and one load record: the same dataset, so the same key
     stored = s3_service.client().list_objects_v2(Bucket=BUCKET, Prefix="results/").get("Contents", [])
     assert len(stored) >= 2 * 5 + 1, [o["Key"] for o in stored]
     for path in machines.values():
