@@ -121,6 +121,28 @@ def test_cache_keys_come_from_content_not_from_where_the_dataset_was_read(tmp_pa
     assert key(validate_written, files=files, model="gpt-4o-mini-2024-07-18", price_per_1m=3.0, exact_tokens=False)
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_a_cached_reference_reads_this_runs_own_copy_of_the_dataset(tmp_path, monkeypatch, sample_pickle):
+    """The split cached by a run that read the dataset elsewhere (now gone) names that path; a write into another
+    folder reads the records from this run's copy, and the result names it."""
+    from flows.prepare import prepare
+    from tests.test_flow_prepare import states_by_task
+
+    monkeypatch.chdir(tmp_path)
+    elsewhere, here = tmp_path / "elsewhere" / "items.pkl", tmp_path / "here" / "items.pkl"
+    for copy in (elsewhere, here):
+        copy.parent.mkdir()
+        shutil.copyfile(sample_pickle, copy)
+    prepare(data=str(elsewhere), out=str(tmp_path / "out-1"), upload=False)
+    elsewhere.unlink()
+    state = prepare(data=str(here), out=str(tmp_path / "out-2"), upload=False, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result.dataset.path == str(here) and result.files.train.examples == 500
+    states = states_by_task(state.state_details.flow_run_id)
+    assert states["split"] == ["Cached"] and states["write"] == ["Completed"], states
+
+
 def test_two_machines_share_cache_hits_results_and_the_openai_limit(tmp_path, clones, team_server, s3_service,
                                                                     openai_stub, sample_pickle, monkeypatch):
     from prefect import get_client
