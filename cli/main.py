@@ -1,7 +1,8 @@
 """The ``ftprep`` command: its options are derived from the flows' typed parameters, so a default lives once.
 
 Commands are loaded lazily (``ftprep validate`` never imports the flows). Expected errors (:class:`FtprepError`,
-bad options) print one line, ``error: ...``, and exit non-zero with no traceback; see :func:`main`.
+bad options) print one line, ``error: ...``, and exit non-zero with no traceback; anything else (a bug) prints its
+traceback, redacted, and exits 1; see :func:`main`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import typing
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
@@ -85,16 +87,19 @@ def command(flow_fn: Callable[..., Any], run: Callable[..., int], flatten: Seque
 
 
 def before_flow() -> None:
-    """What every flow command does just before its flow runs: ftprep's log filters (the command prints an
-    expected error itself, once), the temporary Prefect server started by :func:`main`, now answering, and the
-    shared result storage block (FTPREP_RESULT_STORAGE) saved on the server the flow will load it from."""
+    """What every flow command does just before its flow runs: the settings, checked (a bad ``FTPREP_*`` value
+    is the command's one-line error, before a flow run exists; the flow checks them again for runs started
+    elsewhere), ftprep's log filters (the command prints an expected error itself, once), the temporary Prefect
+    server started by :func:`main`, now answering, and the shared result storage block (FTPREP_RESULT_STORAGE)
+    saved on the server the flow will load it from."""
     from ftprep import logs, results, server
     from ftprep.settings import load_settings
 
+    settings = load_settings()
     logs.install()
     logs.quiet_expected_on_console()
     server.ready()
-    results.ensure(load_settings().result_storage)
+    results.ensure(settings.result_storage)
 
 
 def print_json(result: Any) -> int:
@@ -133,8 +138,18 @@ def _on_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _know_secrets() -> None:
+    """Register the settings' secrets for redaction, when a bug came before a flow command loaded them."""
+    from ftprep.settings import load_settings
+
+    try:
+        load_settings()
+    except Exception:  # noqa: BLE001 - bad settings: the generic redaction (key shapes, URL userinfo) still applies
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return its exit code (0 ok, 1 validation failed, 2 expected error, 130 interrupted)."""
+    """Run the command; return its exit code (0 ok, 1 validation failed or a bug, 2 expected error, 130 interrupted)."""
     from ftprep.redact import redact
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -165,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
+    except Exception:  # a bug: its traceback, as Python would print it, through the redaction layer
+        _know_secrets()
+        print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
+        return 1
     return code if isinstance(code, int) else 0
 
 

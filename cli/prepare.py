@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cli.main import before_flow, command, print_json
 from flows.prepare import prepare as prepare_flow
+from ftprep import storage
 from ftprep.errors import InputError
 from ftprep.openai_models import DEFAULT_MODEL
 
 
 def _preflight(data: str, validation_data: str | None, template: str, out: str, model: str) -> None:
-    """Catch the common mistakes (a wrong path, an unknown template or model) before Prefect starts."""
+    """Catch the common mistakes (a wrong path or URL, an unknown template or model) before Prefect starts."""
     from ftprep.openai_models import model_spec
     from tasks.format import resolve_template, template_fields
     from tasks.load import check_readable, detect_format
@@ -20,10 +20,14 @@ def _preflight(data: str, validation_data: str | None, template: str, out: str, 
     for option, value in (("--data", data), ("--validation-data", validation_data)):
         if value is not None:
             check_readable(value, option)
-            detect_format(Path(value))
+            detect_format(value)
     template_fields(resolve_template(template))
     model_spec(model)
-    target = Path(out).resolve()
+    out = storage.normalize(out, "--out")
+    if storage.is_url(out):
+        storage.check_out(out)
+        return
+    target = Path(out)
     existing = next(p for p in (target, *target.parents) if p.exists())
     if not existing.is_dir():
         raise InputError(f"output folder {target} cannot be created: {existing} is a file; choose another --out")
@@ -43,7 +47,7 @@ def _prepare(as_json: bool, **options) -> int:
         where = f" -> {remote.id} ({'reused' if remote.reused else 'uploaded'})" if remote else ""
         print(f"{f.role:<10} {result.files.public_path(f.role)}: {f.examples:,} examples, {f.bytes:,} bytes, "
               f"sha256 {f.sha256[:16]}{where}")
-    print(f"manifest   {os.path.join(result.files.out_dir, 'manifest.json')}")
+    print(f"manifest   {storage.join(result.files.out_dir, 'manifest.json')}")
     if result.validation is not None:
         print(render_text(result.validation).splitlines()[-1].replace("valid:", "validation: valid,", 1))
     if result.upload_skipped_reason:

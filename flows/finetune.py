@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from pydantic import Field
 
 from ftprep import variables
 from ftprep.client import make_client
 from ftprep.errors import InputError, Interrupted
 from ftprep.models import FineTuneConfig, FineTuneResult
-from ftprep.names import FLOW_FINE_TUNE, LATEST_FILES, LATEST_JOB
+from ftprep.names import (
+    FLOW_FINE_TUNE,
+    LATEST_FILES,
+    LATEST_JOB,
+    ProjectParameter,
+    project_of,
+    project_option,
+    variable_name,
+)
 from ftprep.remote import RemotePolicy
 from ftprep.results import flow_storage
 from ftprep.settings import load_settings
+from ftprep.steps import flow
 from ftprep.variables import latest_files
 from tasks.finetune import cost_check, failure, follow_job, publish_job, start_job, wait_for_files
 from tasks.job_runs import FOLLOW_AGAIN, forget, remember, stop_job_of_run
@@ -63,8 +72,9 @@ def fine_tune(
     processing_timeout: Annotated[float | None, Field(gt=0)] = None,
     job_timeout: Annotated[float | None, Field(gt=0)] = None,
     max_cost: Annotated[float | None, Field(ge=0)] = None,
+    project: ProjectParameter = None,
 ) -> FineTuneResult:
-    """Start (once) and follow a fine-tuning job on the files of the latest prepare run.
+    """Start (once) and follow a fine-tuning job on the files of the project's latest prepare run.
 
     Args:
         training_file: OpenAI file id; default: the latest prepare run's (Prefect Variable ftprep_latest_files).
@@ -78,23 +88,29 @@ def fine_tune(
         job_timeout: Longest wait, in seconds, for the job to end (it keeps running after); default
             FTPREP_JOB_TIMEOUT (86400).
         max_cost: Refuse to create a job whose estimated training cost is above this many USD.
+        project: Read the latest prepared files of this project and record the job under it (Prefect Variables
+            ftprep_latest_job and ftprep_latest_model), for evaluate --project; default: FTPREP_PROJECT, else
+            'default' (the plain names).
     """
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
     settings = load_settings()
-    latest = latest_files()
+    project = project_of(project, settings.project)
+    latest = latest_files(project)
     if training_file is None:
         training_file = latest.get("train_file_id")
         validation_file = validation_file or latest.get("validation_file_id")
         if not training_file:
-            raise InputError("no training file: run prepare with an API key first (it stores the file ids in the "
-                             f"Prefect Variable {LATEST_FILES!r}), or pass --training-file")
+            raise InputError(f"no training file: run prepare{project_option(project)} with an API key first (it "
+                             f"stores the file ids in the Prefect Variable {variable_name(LATEST_FILES, project)!r}), "
+                             "or pass --training-file")
         if latest.get("remote") and latest["remote"] != settings.remote:
             raise InputError(f"the latest prepared files were uploaded to {latest['remote']}, but OPENAI_BASE_URL "
                              f"points at {settings.remote}; run prepare against it, or pass --training-file")
-        logger.info("Using the latest prepared files: training %s, validation %s", training_file, validation_file)
-    estimate, refusal = cost_check(max_cost, latest, training_file, job, settings.training_price_per_1m)
+        logger.info("Using the latest prepared files of project %r: training %s, validation %s", project,
+                    training_file, validation_file)
+    estimate, refusal = cost_check(max_cost, latest, training_file, job, settings.training_price_per_1m, project)
     if estimate and not refusal:
         logger.info("%s, within max_cost $%.2f", estimate[0].upper() + estimate[1:], max_cost)
     client, policy = make_client(settings), RemotePolicy.from_settings(settings)
@@ -105,7 +121,8 @@ def fine_tune(
         started = start_job.with_options(**policy.task_options())(client, training_file, validation_file, job,
                                                                   run_id=run_id, refusal=refusal)
         remember(run_id, started)
-        variables.write(LATEST_JOB, started.model_dump(mode="json") | {"flow_run_id": run_id})
+        variables.write(variable_name(LATEST_JOB, project),
+                        started.model_dump(mode="json") | {"flow_run_id": run_id, "project": project})
         result = follow_job(client, started.job_id, policy, poll_base=poll_seconds, timeout=job_timeout)
     except KeyboardInterrupt:
         # Ctrl-C in a terminal: the run would end Crashed and no cancellation hook would run; decide here.
@@ -117,7 +134,7 @@ def fine_tune(
         raise
     # not in a finally: a cancelled run's record must outlive its process, for the cancellation hook
     forget(run_id)
-    result = result.model_copy(update={"reused": started.reused, "started_by": started.started_by})
+    result = result.model_copy(update={"reused": started.reused, "started_by": started.started_by, "project": project})
     publish_job(result)
     if (error := failure(result)) is not None:
         raise error

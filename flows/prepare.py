@@ -7,20 +7,21 @@ need them, the records travel in one store made for this run, and the tasks pass
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
+from prefect.futures import wait
 
 from ftprep.client import make_client
 from ftprep.models import PrepareResult, SplitConfig
-from ftprep.names import FLOW_PREPARE
+from ftprep.names import FLOW_PREPARE, ProjectParameter, project_of
 from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.results import flow_storage
 from ftprep.settings import load_settings
+from ftprep.steps import flow
+from ftprep.storage import normalize, parent
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
-from tasks.load import absolute, load_dataset, new_store, read_here
+from tasks.load import load_dataset, new_store, read_here
 from tasks.publish import publish_result
 from tasks.split import split_dataset
 from tasks.upload import upload_file
@@ -41,40 +42,45 @@ def prepare(
     upload: bool = True,
     model: str = DEFAULT_MODEL,
     exact_tokens: bool = False,
+    project: ProjectParameter = None,
 ) -> PrepareResult:
     """Write training and validation JSONL files from a dataset and upload them for fine-tuning.
 
     Args:
-        data: Dataset file (.pkl, .csv, .jsonl or .parquet).
-        validation_data: Optional separate dataset for validation examples.
+        data: Dataset file (.pkl, .csv, .jsonl or .parquet): a path or a URL (s3://bucket/key, file://...).
+        validation_data: Optional separate dataset for validation examples (a path or a URL).
         split: Sizes, offsets and shuffling of the training and validation examples.
         template: A preset (course, course-summary) or a .json/.toml template file.
-        out: Folder for the JSONL files and manifest.json.
+        out: Folder for the JSONL files and manifest.json: a path or a URL (s3://bucket/prefix).
         upload: Upload the files to OpenAI (needs OPENAI_API_KEY).
         model: The model the files are for: its per-example token limit and training price.
         exact_tokens: Count every token of large files (slower); by default their statistics and cost come from
             a deterministic sample of 20,000 examples with a 95% interval, and the limit is checked on all.
+        project: Publish the file ids (Prefect Variable ftprep_latest_files) and artifacts under this project, so
+            fine-tune --project finds them; default: FTPREP_PROJECT, else 'default' (the plain names).
     """
     logger = get_run_logger()
     settings = load_settings()
+    project = project_of(project, settings.project)
     store = new_store()
-    # absolute paths: cached results must not depend on the folder a run starts in
-    data, out = absolute(data), absolute(out)
-    validation_data = absolute(validation_data) if validation_data else None
+    # absolute paths or URLs: cached results must not depend on the folder a run starts in
+    data, out = normalize(data, "--data"), normalize(out, "--out")
+    validation_data = normalize(validation_data, "--validation-data") if validation_data else None
     # keyed by content, so the reference may be one a run elsewhere made; this run reads its own copy
     ref = read_here(load_dataset(data, store), data, store)
     vref = read_here(load_dataset(validation_data, store), validation_data, store) if validation_data else None
     plan = split_dataset(ref, split, vref, store)
     fmt = format_examples(resolve_template(template), plan, store)
-    files = write_files(plan, fmt, out, store)
+    files = write_files(plan, fmt, out, store, project)
     if not files_intact(files):
         logger.info("Output files changed since they were written; writing them again")
-        files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store)
+        files = write_files.with_options(refresh_cache=True)(plan, fmt, out, store, project)
     # pictures are drawn beside validation and the uploads, into the generation that publish commits
-    generation = str(Path(files.train.path).parent)
+    generation = parent(files.train.path)
     targets = draw_targets.submit(plan, fmt.template, generation, store)
     # errors stop the flow here, before any upload
-    report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens)
+    report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens,
+                              project)
 
     charts = draw_tokens.submit(report, generation, targets)
     uploaded, skipped = (), None
@@ -88,10 +94,13 @@ def prepare(
         uploader = upload_file.with_options(**policy.task_options())
         futures = [uploader.submit(client, f.path, f.sha256, f.examples, f.role, policy=policy)
                    for f in files.files()]
-        uploaded = tuple(fut.result() for fut in futures)
+        try:
+            uploaded = tuple(fut.result() for fut in futures)
+        finally:  # a failed upload still leaves a whole generation: its pictures finish before the flow ends
+            wait([charts], timeout=60)
 
     result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,
                            remote=settings.remote if uploaded else None, uploaded=uploaded,
-                           upload_skipped_reason=skipped)
+                           upload_skipped_reason=skipped, project=project)
     publish_result(result, charts.result(), dashboard_links=settings.is_openai)
     return result

@@ -12,7 +12,8 @@ from typing import Any
 from prefect.cache_policies import TASK_SOURCE, CachePolicy, Inputs
 from prefect.utilities.hashing import hash_objects
 
-from ftprep.fsio import sha256_file
+from ftprep import storage
+from ftprep.errors import InputError
 
 
 def content_of(value: Any) -> Any:
@@ -57,8 +58,10 @@ class FileContent(CachePolicy):
             if value is None:
                 parts[name] = None
                 continue
-            path = Path(value)
-            parts[name] = sha256_file(path) if path.is_file() else f"missing:{path}"
+            try:  # a path or a URL: the content's hash, streamed (never the location)
+                parts[name] = storage.sha256(value)
+            except (OSError, ValueError, InputError):  # the task itself then says what is wrong, in one line
+                parts[name] = f"missing:{value}"
         return hash_objects(parts)
 
 
@@ -94,10 +97,10 @@ class TokenCounting(CachePolicy):
         return hash_objects({"estimated": text_counter(model_spec(inputs[self.param]).encoding)[1] is not None})
 
 
-def content_cache(modules: list[str], exclude: tuple[str, ...] = ("store", "settings", "client"),
+def content_cache(modules: list[str], exclude: tuple[str, ...] = ("store", "settings", "client", "project"),
                   files: tuple[str, ...] = ()) -> CachePolicy:
     """A task's cache policy: its inputs by content (without the handed-in store, settings and client, which are
-    not content; the parameters in ``files`` name files, which count by their sha256, not their path), its own
-    source and the source of ``modules``."""
+    not content, nor the project, which only names where the task's artifacts go; the parameters in ``files`` name
+    files, which count by their sha256, not their path), its own source and the source of ``modules``."""
     policy = ContentInputs(exclude=[*exclude, *files]) + TASK_SOURCE + CodeVersion(modules=list(modules))
     return policy + FileContent(params=list(files)) if files else policy

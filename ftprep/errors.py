@@ -1,7 +1,7 @@
 """Expected errors, all of them: each carries one redacted line that names the input and says what to do.
 
 Anything raised as an :class:`FtprepError` is shown to the user as ``error: <message>`` with no traceback and
-its ``exit_code``; anything else is a bug and keeps its traceback.
+its ``exit_code``; anything else is a bug and keeps its traceback (redacted: :class:`RedactedError`).
 """
 
 
@@ -60,3 +60,9 @@ class Interrupted(FtprepError):
     """The user pressed Ctrl-C; the message says what became of the work in flight (exit status 130)."""
 
     exit_code = 130
+
+
+class RedactedError(Exception):
+    """An unexpected exception (a bug) whose text held a secret, as it leaves a task or flow (ftprep.steps): the
+    original's type name and redacted message, its traceback, and any exception it was raised from as a redacted
+    note (:func:`ftprep.redact.redact_exception`). Not an :class:`FtprepError`: it keeps its traceback."""

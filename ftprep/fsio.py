@@ -126,18 +126,3 @@ def atomic_write(target: str | os.PathLike, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(target)
-
-
-def absolute(path: str | os.PathLike) -> str:
-    """The absolute local path (cached results must not depend on the folder a run starts in); a URL is refused
-    with one line, as object storage is not read yet."""
-    check_url(path)
-    return str(Path(path).resolve())
-
-
-def check_url(path: str | os.PathLike, option: str = "") -> None:
-    from ftprep.errors import InputError
-
-    if "://" in str(path):
-        raise InputError(f"{path}: reading datasets from URLs (s3://, gs://, ...) is not supported yet; download "
-                         f"the file and give its local path{' to ' + option if option else ''}")

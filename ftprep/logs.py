@@ -15,7 +15,13 @@ _PREFECT_RETRY = re.compile(r"^Task run failed with exception: .* - Retry \d+/\d
 
 
 class RedactingFilter(logging.Filter):
-    """Redacts a log record's message, arguments and exception text in place (always lets it through)."""
+    """Redacts a log record's message, arguments and traceback in place (always lets it through).
+
+    A traceback is kept, redacted: it becomes the record's ``exc_text``, which handlers print as they would have
+    printed ``exc_info`` (now None, so no handler formats the exception again from the object).
+    """
+
+    _format = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -26,10 +32,8 @@ class RedactingFilter(logging.Filter):
         if clean != message or record.args:
             record.msg, record.args = clean, None
         if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            if redact(str(exc)) != str(exc):
-                record.exc_info, record.exc_text = None, None
-                record.msg = f"{record.msg} ({type(exc).__name__}: {redact(str(exc))})"
+            record.exc_text = record.exc_text or self._format.formatException(record.exc_info)
+            record.exc_info = None
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True
@@ -81,7 +85,8 @@ class QuietExpectedOnConsole(logging.Filter):
         return not getattr(record, "ftprep_expected", False)
 
 
-_FILTERS = (RedactingFilter(), OneLineErrors())
+# OneLineErrors first: it needs the record's exception object, which RedactingFilter replaces by redacted text
+_FILTERS = (OneLineErrors(), RedactingFilter())
 _QUIET = QuietExpectedOnConsole()
 
 

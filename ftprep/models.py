@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ftprep.names import DEFAULT_PROJECT
 from ftprep.numeric import DEFAULT_BOUND
 from ftprep.openai_models import MIN_EXAMPLES
 
@@ -118,9 +119,13 @@ class WrittenFiles(_Model):
         return [f for f in (self.train, self.validation) if f is not None]
 
     def public_path(self, role: str) -> str:
-        """Where people look for the file: ``out/<name>``, a link into the current generation."""
+        """Where people look for the file: ``out/<name>``, a link into the current generation; on object storage
+        (no links) the generation's file itself, as ``out/manifest.json`` names it."""
         from ftprep.names import FILE_NAMES
+        from ftprep.storage import is_url
 
+        if is_url(self.out_dir):
+            return next(f.path for f in self.files() if f.role == role)
         return str(Path(self.out_dir) / FILE_NAMES[role])
 
 
@@ -150,6 +155,7 @@ class PrepareResult(_Model):
     validation: ValidationReport | None = None
     uploaded: tuple[RemoteFile, ...] = ()
     upload_skipped_reason: str | None = None
+    project: str = DEFAULT_PROJECT  # the namespace of the Variable and artifacts it was published under (ftprep.names)
     ftprep_version: str = Field(default_factory=_version)
 
     def remote_file(self, role: str) -> RemoteFile | None:
@@ -250,6 +256,7 @@ class FineTuneResult(_Model):
     error: str | None = None
     reused: bool = False  # the job was started by another run (or an earlier one) for the same inputs
     started_by: str | None = None  # the flow run that created the job (from the job's metadata)
+    project: str = DEFAULT_PROJECT  # the project whose Variables recorded it (ftprep.names)
 
 
 class Answer(_Model):
@@ -298,3 +305,4 @@ class Comparison(_Model):
     job_id: str | None = None  # the fine-tuning job the models came from, when known
     baseline: str  # what the baseline is, or why it is left out
     prices_as_of: str
+    project: str = DEFAULT_PROJECT  # the project whose latest model and files were looked up (ftprep.names)

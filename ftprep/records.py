@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ftprep import storage
 from ftprep.errors import InputError
-from ftprep.fsio import sha256_file
 
 Record = dict[str, Any]
 Reader = Callable[[Path], Sequence[Record]]
@@ -54,7 +54,11 @@ class RecordStore:
         found = self.get(sha256)
         if found is not None:
             return found
-        path = Path(self._located.get(sha256, path))
-        if not path.is_file() or sha256_file(path) != sha256:
+        path = self._located.get(sha256, path)
+        try:
+            same = storage.sha256(path) == sha256
+        except (OSError, ValueError):
+            same = False
+        if not same:
             raise InputError(f"{path} changed or vanished since it was loaded; run again")
         return self.put(sha256, self._reader(path))

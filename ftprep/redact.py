@@ -2,14 +2,17 @@
 
 It removes every secret the settings registered (the API key, URL passwords), any ``sk-…``-shaped token and
 the userinfo of any URL. Log records are redacted by :class:`RedactingFilter`, installed on the root and
-Prefect's handlers by :func:`ftprep.logs.install`; errors, results, manifests, Variables and artifacts are
-redacted where they are written, through this module.
+Prefect's handlers by :func:`ftprep.logs.install`; an unexpected exception leaving a task or flow by
+:func:`redact_exception` (applied by :mod:`ftprep.steps`), before Prefect makes it a state message and a result;
+expected errors, results, manifests, Variables and artifacts are redacted where they are written, through this
+module.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import traceback
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,6 +51,38 @@ def redact_obj(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(redact_obj(v) for v in value)
     return value
+
+
+def _exception_text(exc: BaseException) -> str:
+    """Everything of ``exc`` that could be shown or stored: its traceback with the exceptions it was raised from
+    (as a log or terminal shows it) and what pickling keeps (its args and attributes)."""
+    parts = ["".join(traceback.format_exception(exc))]
+    for value in (exc.args, getattr(exc, "__dict__", {})):
+        try:
+            parts.append(repr(value))
+        except Exception:  # noqa: BLE001 - an attribute that cannot show itself shows nothing either
+            pass
+    return "\n".join(parts)
+
+
+def redact_exception(exc: BaseException) -> BaseException:
+    """``exc`` itself when no secret is in any of its text; else a :class:`~ftprep.errors.RedactedError` with its
+    type name and redacted message, its traceback, and the exception it was raised from as a redacted note.
+
+    Expected errors (:class:`~ftprep.errors.FtprepError`) are redacted when made, and come back as they are.
+    """
+    from ftprep.errors import FtprepError, RedactedError
+
+    if isinstance(exc, FtprepError):
+        return exc
+    text = _exception_text(exc)
+    if redact(text) == text:
+        return exc
+    clean = RedactedError(redact(f"{type(exc).__name__}: {exc}"))
+    cause = exc.__cause__ if exc.__cause__ is not None or exc.__suppress_context__ else exc.__context__
+    if cause is not None:
+        clean.add_note(redact("raised from:\n" + "".join(traceback.format_exception(cause)).rstrip()))
+    return clean.with_traceback(exc.__traceback__)
 
 
 def url_credentials(url: str) -> list[str]:

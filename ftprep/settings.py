@@ -17,6 +17,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ftprep.errors import InputError
+from ftprep.names import DEFAULT_PROJECT, project_problem
 
 MIB = 1024 * 1024
 RESULT_STORAGE_ENV = "FTPREP_RESULT_STORAGE"
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
         None, validation_alias=_env("FTPREP_OPENAI_CONCURRENCY"))
     openai_rpm: Annotated[int, Field(ge=1)] | None = Field(None, validation_alias=_env("FTPREP_OPENAI_RPM"))
     notify_webhook_url: Key | None = Field(None, validation_alias=_env("FTPREP_NOTIFY_WEBHOOK_URL"))
+    # the project of a run whose ``project`` parameter (--project) is not given (ftprep.names: the namespaces)
+    project: str = Field(DEFAULT_PROJECT, validation_alias=_env("FTPREP_PROJECT"))
     result_storage: str | None = Field(None, validation_alias=_env(RESULT_STORAGE_ENV))
 
     @field_validator("api_key", "base_url", "training_price_per_1m", "openai_concurrency", "openai_rpm",
@@ -67,6 +70,15 @@ class Settings(BaseSettings):
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("project", mode="before")
+    @classmethod
+    def _project_name(cls, value):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return DEFAULT_PROJECT
+        if (problem := project_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("timeout_seconds", "retry_base_seconds", "processing_timeout_seconds", "job_timeout_seconds",
                      "heartbeat_seconds", "training_price_per_1m", mode="after")

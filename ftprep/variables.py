@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ftprep.errors import InputError
-from ftprep.names import LATEST_FILES, LATEST_MODEL
+from ftprep.names import DEFAULT_PROJECT, LATEST_FILES, LATEST_MODEL, variable_name
 
-_FIX = {
-    LATEST_FILES: f"delete it (prefect variable unset {LATEST_FILES}) and run prepare again, or pass --training-file",
-    LATEST_MODEL: f"delete it (prefect variable unset {LATEST_MODEL}) and run fine-tune again, or pass --model",
-}
+_FIX = {LATEST_FILES: "run prepare again, or pass --training-file",
+        LATEST_MODEL: "run fine-tune again, or pass --model"}
 _WRITER = {LATEST_FILES: "prepare", LATEST_MODEL: "fine-tune"}
 _TEXT_FIELDS = {LATEST_FILES: ("remote", "template", "train_file_id", "validation_file_id"),
                 LATEST_MODEL: ("job_id", "fine_tuned_model")}
@@ -22,42 +20,45 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _malformed(name: str, what: str) -> InputError:
-    return InputError(f"Prefect Variable {name!r} {what}, not what {_WRITER[name]} writes; {_FIX[name]}")
+def _malformed(base: str, project: str, what: str) -> InputError:
+    name = variable_name(base, project)
+    return InputError(f"Prefect Variable {name!r} {what}, not what {_WRITER[base]} writes; delete it (prefect "
+                      f"variable unset {name}) and {_FIX[base]}")
 
 
-def read_record(name: str) -> dict[str, Any]:
-    """The JSON object in Variable ``name`` ({} when unset); InputError naming it when it is anything else."""
+def read_record(base: str, project: str = DEFAULT_PROJECT) -> dict[str, Any]:
+    """The JSON object in Variable ``base`` of ``project`` ({} when unset); InputError naming it when it is
+    anything else."""
     from prefect.variables import Variable
 
-    value = Variable.get(name)
+    value = Variable.get(variable_name(base, project))
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _malformed(name, f"holds a {type(value).__name__} ({_shown(value)})")
-    for key in _TEXT_FIELDS.get(name, ()):
+        raise _malformed(base, project, f"holds a {type(value).__name__} ({_shown(value)})")
+    for key in _TEXT_FIELDS.get(base, ()):
         if value.get(key) is not None and not isinstance(value[key], str):
-            raise _malformed(name, f"has {key} = {_shown(value[key])}")
-    for key in _COUNT_FIELDS if name == LATEST_FILES else ():
+            raise _malformed(base, project, f"has {key} = {_shown(value[key])}")
+    for key in _COUNT_FIELDS if base == LATEST_FILES else ():
         count = value.get(key)
         if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
-            raise _malformed(name, f"has {key} = {_shown(count)}")
+            raise _malformed(base, project, f"has {key} = {_shown(count)}")
     return value
 
 
-def latest_files() -> dict[str, Any]:
-    """What the latest prepare run uploaded (file ids, remote, counts), or {} when nothing was."""
-    return read_record(LATEST_FILES)
+def latest_files(project: str = DEFAULT_PROJECT) -> dict[str, Any]:
+    """What the project's latest prepare run uploaded (file ids, remote, counts), or {} when nothing was."""
+    return read_record(LATEST_FILES, project)
 
 
-def latest_model() -> str | None:
-    """The model of the latest successful fine-tuning job, or None when there is none yet."""
-    record = read_record(LATEST_MODEL)
+def latest_model(project: str = DEFAULT_PROJECT) -> str | None:
+    """The model of the project's latest successful fine-tuning job, or None when there is none yet."""
+    record = read_record(LATEST_MODEL, project)
     if not record:
         return None
     model = record.get("fine_tuned_model")
     if not isinstance(model, str) or not model.strip():
-        raise _malformed(LATEST_MODEL, "has no fine_tuned_model")
+        raise _malformed(LATEST_MODEL, project, "has no fine_tuned_model")
     return model
 
 

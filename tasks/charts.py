@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
-from ftprep.fsio import atomic_write
+from ftprep import storage
 from ftprep.models import SplitPlan, Template, ValidationReport
 from ftprep.names import CHART_TARGETS, CHART_TOKENS
 from ftprep.numeric import NumericError, check_number
 from ftprep.records import RecordStore
+from ftprep.steps import task
 from tasks.split import slice_indices
 
 MAX_POINTS = 20_000  # a histogram of more values looks the same: take an even sample
@@ -81,28 +81,29 @@ def draw(report: ValidationReport | None, targets: list[float] | None, target: s
 
 
 def _drawn(generation: str) -> list[str]:
-    return [str(p) for p in (Path(generation) / CHART_TOKENS, Path(generation) / CHART_TARGETS) if p.exists()]
+    return [p for p in (storage.join(generation, CHART_TOKENS), storage.join(generation, CHART_TARGETS))
+            if storage.exists(p)]
 
 
 @task(name="chart-targets", cache_policy=NO_CACHE)
 def draw_targets(plan: SplitPlan, template: Template, generation: str, store: RecordStore) -> list[str]:
     """The target's distribution, drawn while validation runs (it needs only the records)."""
-    if not template.target or (Path(generation) / CHART_TARGETS).exists():
+    if not template.target or storage.exists(storage.join(generation, CHART_TARGETS)):
         _matplotlib()  # warm the import for the token chart, off the critical path
         return _drawn(generation)
     records = store.read(plan.train.dataset.path, plan.train.dataset.sha256)
     targets = target_values(records, slice_indices(plan.train), template.target)
     for name, data in draw(None, targets, template.target).items():
-        atomic_write(Path(generation) / name, data)
+        storage.write_bytes(storage.join(generation, name), data)
     return _drawn(generation)
 
 
 @task(name="chart-tokens", cache_policy=NO_CACHE)
 def draw_tokens(report: ValidationReport, generation: str, targets: list[str]) -> list[str]:
     """Tokens per example, from the histogram in the validation report; returns every chart of the generation."""
-    if not (Path(generation) / CHART_TOKENS).exists():  # a generation is content-addressed: drawn once
+    if not storage.exists(storage.join(generation, CHART_TOKENS)):  # a generation is content-addressed: drawn once
         for name, data in draw(report, None, None).items():
-            atomic_write(Path(generation) / name, data)
+            storage.write_bytes(storage.join(generation, name), data)
     paths = _drawn(generation)
-    get_run_logger().info("Pictures: %s", ", ".join(Path(p).name for p in paths) or "none (no token counts)")
+    get_run_logger().info("Pictures: %s", ", ".join(storage.name(p) for p in paths) or "none (no token counts)")
     return paths

@@ -24,17 +24,19 @@ from typing import Any
 import openai
 import orjson
 from openai import OpenAI
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
+from ftprep import storage
 from ftprep.errors import InputError, ModelUnavailable, RemoteError
 from ftprep.models import Answer, DatasetRef, EvalMetrics, Predictions, Template
-from ftprep.names import LATEST_FILES, LATEST_MODEL
+from ftprep.names import DEFAULT_PROJECT, LATEST_FILES, LATEST_MODEL, variable_name
 from ftprep.numeric import NumericError, check_number
 from ftprep.openai_models import inference_cost
 from ftprep.progress import bar
 from ftprep.records import RecordStore
 from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, slot
+from ftprep.steps import task
 from tasks.format import compile_template
 
 HIT_DOLLARS, HIT_SHARE = 40.0, 0.2
@@ -115,7 +117,7 @@ def training_mean(path: str | Path) -> tuple[float, int]:
     """The mean target value of a chat fine-tuning JSONL file: the first number of each example's assistant
     answer (the price the model was taught), and how many examples had one."""
     values = []
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         for line in f:
             if not line.strip():
                 continue
@@ -258,21 +260,22 @@ def predict(client: OpenAI, endpoint: str, model: str, conversations: list[list[
 
 
 @task(name="latest-job", cache_policy=NO_CACHE)
-def latest_job(required: bool = True) -> dict[str, Any] | None:
-    """The latest successful fine-tuning job (Prefect Variable ftprep_latest_model), or None when there is none.
+def latest_job(required: bool = True, project: str = DEFAULT_PROJECT) -> dict[str, Any] | None:
+    """The project's latest successful fine-tuning job (Prefect Variable ftprep_latest_model), or None when there
+    is none.
 
     A Variable that holds no job is an error when the models come from it (``required``), else a warning.
     """
     from prefect.variables import Variable
 
-    job = Variable.get(LATEST_MODEL)
+    name = variable_name(LATEST_MODEL, project)
+    job = Variable.get(name)
     if job is None:
         return None
     fields = ("fine_tuned_model", "model")
     if not isinstance(job, dict) or not all(isinstance(job.get(f), str) and job[f] for f in fields):
-        problem = (f"Prefect Variable {LATEST_MODEL!r} does not hold a fine-tuning job with {' and '.join(fields)}: "
-                   "run ftprep fine-tune to set it, or unset it (prefect variable unset "
-                   f"{LATEST_MODEL}) and pass --model")
+        problem = (f"Prefect Variable {name!r} does not hold a fine-tuning job with {' and '.join(fields)}: "
+                   f"run ftprep fine-tune to set it, or unset it (prefect variable unset {name}) and pass --model")
         if required:
             raise InputError(problem)
         get_run_logger().warning("%s; comparing the models given, with no baseline", problem)
@@ -281,20 +284,24 @@ def latest_job(required: bool = True) -> dict[str, Any] | None:
 
 
 @task(name="baseline", cache_policy=NO_CACHE)
-def baseline(training_file: str) -> tuple[float | None, str]:
-    """The mean price of the training data behind ``training_file`` (an OpenAI file id), found through the latest
-    prepare run (Prefect Variable ftprep_latest_files: its file ids, local paths and sha256), or why not."""
+def baseline(training_file: str, project: str = DEFAULT_PROJECT) -> tuple[float | None, str]:
+    """The mean price of the training data behind ``training_file`` (an OpenAI file id), found through the
+    project's latest prepare run (Prefect Variable ftprep_latest_files: its file ids, local paths and sha256), or
+    why not."""
     from prefect.variables import Variable
 
-    from ftprep.fsio import sha256_file
-
-    files = Variable.get(LATEST_FILES)
+    name = variable_name(LATEST_FILES, project)
+    files = Variable.get(name)
     files = files if isinstance(files, dict) else {}
     path, digest = files.get("train_path"), files.get("train_sha256")
     if files.get("train_file_id") != training_file:
         return None, (f"baseline left out: the job's training file {training_file} is not the latest prepared one "
-                      f"(Prefect Variable {LATEST_FILES!r}), so its prices are not at hand")
-    if not path or not Path(path).is_file() or (digest and sha256_file(Path(path)) != digest):
+                      f"(Prefect Variable {name!r}), so its prices are not at hand")
+    try:
+        gone = not path or bool(digest and storage.sha256(path) != digest)
+    except (OSError, ValueError, InputError):
+        gone = True
+    if gone:
         where = path or "a path the latest prepare run did not record"
         return None, (f"baseline left out: the training file {training_file} was written to {where}, which is gone "
                       "or changed since; run prepare again")

@@ -13,13 +13,14 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
-from ftprep.fsio import atomic_write
+from ftprep import storage
 from ftprep.models import Comparison, EvalMetrics
-from ftprep.names import ARTIFACT_COMPARISON, ARTIFACT_EVALUATION, COMPARISON, COMPARISON_CHART
+from ftprep.names import ARTIFACT_COMPARISON, ARTIFACT_EVALUATION, COMPARISON, COMPARISON_CHART, artifact_key
 from ftprep.redact import redact, redact_obj
+from ftprep.steps import task
 from tasks.evaluate import band
 
 BEST = " ★"
@@ -105,8 +106,9 @@ def _short(name: str, width: int = 34) -> str:
     return name if len(name) <= width else f"{name[:14]}…{name[-(width - 15):]}"
 
 
-def comparison_chart(path: Path, rows: Sequence[EvalMetrics],
-                     panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]], subtitle: str) -> Path:
+def comparison_chart(path: Path | str, rows: Sequence[EvalMetrics],
+                     panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]],
+                     subtitle: str) -> Path | str:
     """Bars of MAE and hit rate per row beside a grid of truth-vs-estimate scatter plots (one per panel: label,
     truths, estimates), green for hits, orange within $80 or 40%, red beyond; estimates beyond the truths' range
     are drawn at the top edge."""
@@ -148,25 +150,29 @@ def comparison_chart(path: Path, rows: Sequence[EvalMetrics],
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
-    return atomic_write(path, buffer.getvalue())
+    storage.write_bytes(path, buffer.getvalue())
+    return path
 
 
 @task(name="report", cache_policy=NO_CACHE)
 def report(comparison: Comparison, panels: list[tuple[str, list[float], list[float | None]]], out_dir: str,
            subtitle: str) -> dict[str, str]:
-    """comparison.json and comparison.png in ``out_dir``; the table artifact and a markdown artifact with both."""
+    """comparison.json and comparison.png in ``out_dir``; the table artifact and a markdown artifact with both
+    (the comparison's project's)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = atomic_write(out / COMPARISON, redact(comparison.model_dump_json(indent=2)) + "\n")
-    chart = comparison_chart(out / COMPARISON_CHART, comparison.rows, panels, redact(subtitle))
-    create_table_artifact(key=ARTIFACT_COMPARISON, table=redact_obj(table_rows(comparison)),
+    if not storage.is_url(out_dir):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    saved = storage.join(out_dir, COMPARISON)
+    storage.write_bytes(saved, redact(comparison.model_dump_json(indent=2)) + "\n")
+    chart = comparison_chart(storage.join(out_dir, COMPARISON_CHART), comparison.rows, panels, redact(subtitle))
+    create_table_artifact(key=artifact_key(ARTIFACT_COMPARISON, comparison.project),
+                          table=redact_obj(table_rows(comparison)),
                           description=redact(f"Models on the same {comparison.items} items of {comparison.data} "
                                              f"(★ best per column); {comparison.baseline}"))
-    image = base64.b64encode(chart.read_bytes()).decode()
+    image = base64.b64encode(storage.read_bytes(chart)).decode()
     create_markdown_artifact(
-        key=ARTIFACT_EVALUATION,
+        key=artifact_key(ARTIFACT_EVALUATION, comparison.project),
         markdown=redact(f"# Did fine-tuning pay off?\n\n{comparison.items} items of `{comparison.data}`; "
                         f"{comparison.baseline}. Prices as of {comparison.prices_as_of}; ★ marks the best value "
                         f"of a column.\n\n{render_markdown(comparison)}\n\n")

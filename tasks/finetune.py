@@ -17,15 +17,24 @@ from typing import Any
 
 import openai
 from openai import OpenAI
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
 from ftprep import variables
 from ftprep.errors import InputError, RemoteError
 from ftprep.models import FineTuneConfig, FineTuneResult
-from ftprep.names import ARTIFACT_FINE_TUNE, LATEST_FILES, LATEST_JOB, LATEST_MODEL
+from ftprep.names import (
+    ARTIFACT_FINE_TUNE,
+    DEFAULT_PROJECT,
+    LATEST_FILES,
+    LATEST_JOB,
+    LATEST_MODEL,
+    artifact_key,
+    variable_name,
+)
 from ftprep.redact import redact
 from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, describe_error, poll
+from ftprep.steps import task
 from tasks.upload import wait_until_processed
 
 ACTIVE = {"validating_files", "queued", "running"}
@@ -96,10 +105,11 @@ def settle_job(client: OpenAI, key: str, logger: Any, run_id: str | None = None,
 
 
 def cost_check(max_cost: float | None, files: dict[str, Any], training_file: str, config: FineTuneConfig,
-               price_override: float | None = None) -> tuple[str | None, str | None]:
+               price_override: float | None = None, project: str = DEFAULT_PROJECT) -> tuple[str | None, str | None]:
     """(the estimate as a line, the refusal) for a new job under ``max_cost`` USD; (None, None) with no limit.
 
-    The estimate is the latest prepare run's billable training tokens (Prefect Variable ftprep_latest_files)
+    The estimate is the latest prepare run's billable training tokens (``files``: the project's Prefect Variable
+    ftprep_latest_files)
     x the epochs (OpenAI's default for the file's size when unset) x the model's training price.
     """
     from ftprep.openai_models import default_epochs
@@ -111,8 +121,8 @@ def cost_check(max_cost: float | None, files: dict[str, Any], training_file: str
     billable, examples = files.get("train_billable_tokens"), files.get("train_examples")
     if files.get("train_file_id") != training_file or billable is None or not examples:
         return None, (f"the training cost of {training_file} cannot be estimated for {limit} (the latest prepare "
-                      f"run's Prefect Variable {LATEST_FILES!r} has no token count for it); run prepare for these "
-                      "files, or leave the limit out")
+                      f"run's Prefect Variable {variable_name(LATEST_FILES, project)!r} has no token count for it); "
+                      "run prepare for these files, or leave the limit out")
     try:
         price = training_price(config.model, price_override)
     except InputError:
@@ -255,13 +265,15 @@ def failure(result: FineTuneResult) -> RemoteError | None:
 
 @task(name="publish-job", cache_policy=NO_CACHE)
 def publish_job(result: FineTuneResult) -> None:
-    """Record the job in the Variable the evaluate run reads, and as an artifact."""
+    """Record the job in the Variables the evaluate run reads, and as an artifact, under the job's project."""
     from prefect.artifacts import create_table_artifact
 
-    variables.write(LATEST_JOB, result.model_dump(mode="json"))
+    job_variable = variable_name(LATEST_JOB, result.project)
+    variables.write(job_variable, result.model_dump(mode="json"))
     if result.status == "succeeded" and result.fine_tuned_model:
-        variables.write(LATEST_MODEL, result.model_dump(mode="json"))
-    create_table_artifact(key=ARTIFACT_FINE_TUNE, table=[result.model_dump(mode="json")],
+        variables.write(variable_name(LATEST_MODEL, result.project), result.model_dump(mode="json"))
+    create_table_artifact(key=artifact_key(ARTIFACT_FINE_TUNE, result.project),
+                          table=[result.model_dump(mode="json")],
                           description=f"Fine-tuning job {result.job_id}: {result.status}")
     get_run_logger().info("Stored job %s (%s, model %s) in Prefect Variable %r", result.job_id, result.status,
-                          result.fine_tuned_model or "none yet", LATEST_JOB)
+                          result.fine_tuned_model or "none yet", job_variable)

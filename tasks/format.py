@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from ftprep.errors import TemplateError
 from ftprep.models import DatasetRef, FormatPlan, SplitPlan, Template
 from ftprep.numeric import DEFAULT_BOUND
 from ftprep.records import RecordStore
+from ftprep.steps import task
 from tasks import PIPELINE_CACHE
 from tasks.field_values import (
     RecordError,

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prefect import task
 
+from ftprep import storage
 from ftprep.caching import content_cache
 from ftprep.errors import InputError, UnsafePickleError
-from ftprep.fsio import absolute, check_url, file_problem, sha256_file
 from ftprep.models import DatasetRef
 from ftprep.pause import pause_point
 from ftprep.records import Record, RecordStore
+from ftprep.steps import task
 from tasks import PIPELINE_MODULES
 
 FORMATS = {
@@ -183,10 +183,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def read_pickle(path: Path) -> list[Record]:
-    with open(path, "rb") as f:
+def read_pickle(path: Path | str) -> list[Record]:
+    with storage.open_read(path) as f:
         try:
-            data = _SafeUnpickler(f, os.fstat(f.fileno()).st_size).load()
+            data = _SafeUnpickler(f, storage.size(path)).load()
         except UnsafePickleError as e:
             raise UnsafePickleError(f"{path}: refused: {e}; nothing was run") from None
         except MemoryError:  # a length field far beyond the file (BINBYTES8, BYTEARRAY8, FRAME)
@@ -240,11 +240,12 @@ def _frame_records(df) -> ColumnRecords:
     return ColumnRecords(columns)
 
 
-def read_csv(path: Path) -> ColumnRecords:
+def read_csv(path: Path | str) -> ColumnRecords:
     import pandas as pd
 
     try:
-        df = pd.read_csv(path, encoding="utf-8", keep_default_na=False, na_values=[""])
+        with storage.open_read(path) as f:
+            df = pd.read_csv(f, encoding="utf-8", keep_default_na=False, na_values=[""])
     except UnicodeDecodeError as e:
         raise InputError(f"{path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
     except pd.errors.EmptyDataError:
@@ -254,11 +255,12 @@ def read_csv(path: Path) -> ColumnRecords:
     return _frame_records(df)
 
 
-def read_parquet(path: Path) -> ColumnRecords:
+def read_parquet(path: Path | str) -> ColumnRecords:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        with storage.open_read(path) as f:  # a seekable stream: pyarrow reads the footer, then the columns
+            table = pq.read_table(f)
     except Exception as e:  # pyarrow raises several unrelated types for a bad file
         raise InputError(f"{path} is not a readable Parquet file ({type(e).__name__}); re-export it") from None
     return _frame_records(table.to_pandas())
@@ -282,9 +284,9 @@ def _lenient_json(line: bytes, where: str) -> Any:
     return obj
 
 
-def read_jsonl(path: Path) -> list[Record]:
+def read_jsonl(path: Path | str) -> list[Record]:
     records = []
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -307,31 +309,32 @@ def read_jsonl(path: Path) -> list[Record]:
 _READERS = {"pickle": read_pickle, "csv": read_csv, "jsonl": read_jsonl, "parquet": read_parquet}
 
 
-def detect_format(path: Path) -> str:
-    fmt = FORMATS.get(path.suffix.lower())
+def detect_format(path: Path | str) -> str:
+    suffix = storage.suffix(path)
+    fmt = FORMATS.get(suffix.lower())
     if fmt is None:
         raise InputError(
-            f"{path}: unknown file type {path.suffix or '(none)'!r}; use one of {', '.join(sorted(FORMATS))}"
+            f"{path}: unknown file type {suffix or '(none)'!r}; use one of {', '.join(sorted(FORMATS))}"
         )
     return fmt
 
 
 def check_readable(path: Path | str, option: str = "") -> None:
-    check_url(path, option)
-    path = Path(path)
-    problem = file_problem(path)  # never opens a FIFO (that would block)
+    path = storage.normalize(path, option) if storage.is_url(path) or str(path).startswith("file://") else path
+    problem = storage.problem(path, option)  # never opens a FIFO (that would block)
     if problem == "does not exist":
-        raise InputError(f"{path} does not exist; check the path{' given to ' + option if option else ''}")
+        raise InputError(f"{path} does not exist; check the {'URL' if storage.is_url(path) else 'path'}"
+                         f"{' given to ' + option if option else ''}")
     if problem is not None:
         raise InputError(f"{path} {problem}; give a dataset file (.pkl, .csv, .jsonl or .parquet)"
                          + ("" if problem == "is a directory" else " you can read"))
-    if path.stat().st_size == 0:
+    if storage.size(path) == 0:
         raise InputError(f"{path} is empty; give a dataset file with records")
 
 
 def read_records(path: str | os.PathLike) -> Sequence[Record]:
-    """Read any supported dataset file into a sequence of dict records."""
-    path = Path(path)
+    """Read any supported dataset file (a path or a URL) into a sequence of dict records."""
+    path = storage.normalize(path)
     check_readable(path)
     records = _READERS[detect_format(path)](path)
     if len(records) == 0:
@@ -355,16 +358,17 @@ def new_store() -> RecordStore:
 
 def describe(path: str | os.PathLike, store: RecordStore | None = None) -> tuple[DatasetRef, Sequence[Record]]:
     """Hash and read ``path``; keep its records in ``store`` (when given) for the later tasks of the run."""
-    path = Path(absolute(path))
+    path = storage.normalize(path)
     check_readable(path)
     fmt = detect_format(path)
-    digest = sha256_file(path)
+    with storage.store_errors(path):
+        digest = storage.sha256(path)  # streamed; remembered, so the cache key's hashing is not repeated
     records = store.get(digest) if store is not None else None
     if records is None:
         records = read_records(path)
         if store is not None:
             store.put(digest, records)
-    ref = DatasetRef(path=str(path), sha256=digest, format=fmt, size_bytes=path.stat().st_size,
+    ref = DatasetRef(path=str(path), sha256=digest, format=fmt, size_bytes=storage.size(path),
                      records=len(records), fields=field_names(records))
     return ref, records
 

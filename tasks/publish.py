@@ -11,14 +11,23 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ftprep import outputs, variables
+from ftprep import outputs, storage, variables
 from ftprep.models import PrepareResult
-from ftprep.names import ARTIFACT_CHARTS, ARTIFACT_FILES, DASHBOARD_FILE_URL, LATEST_FILES, artifact_openai_file
+from ftprep.names import (
+    ARTIFACT_CHARTS,
+    ARTIFACT_FILES,
+    DASHBOARD_FILE_URL,
+    LATEST_FILES,
+    artifact_key,
+    artifact_openai_file,
+    variable_name,
+)
 from ftprep.redact import redact, redact_obj
+from ftprep.steps import task
 from tasks.validate import publish_report
 
 
@@ -44,7 +53,7 @@ def files_table(result: PrepareResult) -> list[dict]:
 
 def variable_value(result: PrepareResult) -> dict:
     """What the fine-tune run reads: file ids by role, with their hashes and local paths (JSON-safe)."""
-    value = {"remote": result.remote or "", "template": result.template}
+    value = {"project": result.project, "remote": result.remote or "", "template": result.template}
     paths = {w.role: w.path for w in result.files.files()}  # evaluate's baseline reads the training prices here
     for f in result.uploaded:
         value[f"{f.role}_file_id"] = f.id
@@ -56,38 +65,47 @@ def variable_value(result: PrepareResult) -> dict:
     return value
 
 
-def commit_output(result: PrepareResult) -> Path:
-    """Write the (redacted) manifest into the run's generation and make it current: the output's commit point."""
-    generation = Path(result.files.train.path).parent
-    return outputs.commit(Path(result.files.out_dir), generation, redact(result.model_dump_json(indent=2)) + "\n")
+def commit_output(result: PrepareResult) -> Path | str:
+    """Write the (redacted) manifest into the run's generation and make it current: the output's commit point
+    (on object storage: ``out/manifest.json``, written last in one PUT)."""
+    out, generation = result.files.out_dir, storage.parent(result.files.train.path)
+    if not storage.is_url(out):
+        out, generation = Path(out), Path(generation)
+    return outputs.commit(out, generation, redact(result.model_dump_json(indent=2)) + "\n")
 
 
 def _b64(path: str) -> str:
-    return base64.b64encode(Path(path).read_bytes()).decode()
+    return base64.b64encode(storage.read_bytes(path)).decode()
 
 
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_result(result: PrepareResult, charts: list[str] = (), dashboard_links: bool = True) -> str:
-    """Write the manifest, the files table artifact and (when uploaded) the Variable the next run reads."""
+    """Write the manifest, the files table artifact and (when uploaded) the Variable the next run reads, all
+    under the run's project."""
     logger = get_run_logger()
+    project = result.project
     manifest = commit_output(result)
     logger.info("Committed %s: the files and manifest of this run are now current", manifest)
-    if removed := outputs.clean(Path(result.files.out_dir)):
+    out = result.files.out_dir
+    if removed := outputs.clean(out if storage.is_url(out) else Path(out)):
         logger.info("Removed %s earlier output generation(s) no run uses", len(removed))
     if result.validation is not None:
-        publish_report(result.validation)
+        publish_report(result.validation, project)
     if charts:
-        images = "\n\n".join(f"![{Path(c).stem}](data:image/png;base64,{_b64(c)})" for c in charts)
-        create_markdown_artifact(key=ARTIFACT_CHARTS, markdown=f"# The dataset in pictures\n\n{images}\n",
+        images = "\n\n".join(f"![{storage.name(c).rsplit('.', 1)[0]}](data:image/png;base64,{_b64(c)})" for c in charts)
+        create_markdown_artifact(key=artifact_key(ARTIFACT_CHARTS, project),
+                                 markdown=f"# The dataset in pictures\n\n{images}\n",
                                  description="Tokens per example and the target's values")
-    create_table_artifact(key=ARTIFACT_FILES, table=redact_obj(files_table(result)),
+    create_table_artifact(key=artifact_key(ARTIFACT_FILES, project), table=redact_obj(files_table(result)),
                           description=f"Fine-tuning files of this run (template {result.template!r})")
     for remote in result.uploaded if dashboard_links else ():  # links only where the files are OpenAI's
-        create_link_artifact(key=artifact_openai_file(remote.role), link=DASHBOARD_FILE_URL.format(id=remote.id),
+        create_link_artifact(key=artifact_openai_file(remote.role, project),
+                             link=DASHBOARD_FILE_URL.format(id=remote.id),
                              link_text=f"{remote.role} file {remote.id} in OpenAI's dashboard",
                              description=redact(f"{remote.filename} ({remote.bytes:,} bytes) on {result.remote}"))
     if result.uploaded:
-        variables.write(LATEST_FILES, redact_obj(variable_value(result)))
-        logger.info("Stored file ids in Prefect Variable %r: %s", LATEST_FILES,
+        name = variable_name(LATEST_FILES, project)
+        variables.write(name, redact_obj(variable_value(result)))
+        logger.info("Stored file ids in Prefect Variable %r: %s", name,
                     ", ".join(f"{f.role}={f.id}" for f in result.uploaded))
     return str(manifest)

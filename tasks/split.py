@@ -13,12 +13,13 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import orjson
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from ftprep.errors import InputError
 from ftprep.models import DatasetRef, Slice, SplitConfig, SplitPlan
 from ftprep.openai_models import MIN_EXAMPLES
 from ftprep.records import Record, RecordStore
+from ftprep.steps import task
 from tasks import PIPELINE_CACHE
 
 

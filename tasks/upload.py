@@ -32,17 +32,16 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
+from ftprep import storage
 from ftprep.errors import FtprepError, InputError, RemoteError, TransientRemoteError
-from ftprep.fsio import file_digests
 from ftprep.models import RemoteFile
 from ftprep.pause import pause_point
 from ftprep.remote import (
@@ -56,6 +55,7 @@ from ftprep.remote import (
     poll,
     slot,
 )
+from ftprep.steps import task
 
 PURPOSE = "fine-tune"
 MIME_TYPE = "application/jsonl"
@@ -69,7 +69,7 @@ _log = logging.getLogger("ftprep.upload")
 
 def remote_name(path: str | Path, sha256: str) -> str:
     """``fine_tune_train.jsonl`` with content hash ``ab12…`` → ``fine_tune_train.ab12….jsonl`` (32 hex)."""
-    p = Path(path)
+    p = Path(storage.name(path))
     return f"{p.stem}.{sha256[:32]}{p.suffix}"
 
 
@@ -146,7 +146,7 @@ def settle(client: OpenAI, name: str, size: int, purpose: str, mine: Any, logger
 
 
 class FileWindow(io.RawIOBase):
-    """Bytes ``[offset, offset + length)`` of a file as a seekable stream.
+    """Bytes ``[offset, offset + length)`` of a file (a path or a URL) as a seekable stream.
 
     httpx sends it in 64 KiB reads and rewinds it (``seek(0)``) to send it again, so a part is never held in
     memory. It has no ``fileno()`` on purpose: httpx would take the whole file's size from it.
@@ -154,7 +154,8 @@ class FileWindow(io.RawIOBase):
 
     def __init__(self, path: str | Path, offset: int, length: int):
         super().__init__()
-        self._fd = os.open(path, os.O_RDONLY)
+        self._opened = storage.open_read(path)
+        self._fh = self._opened.__enter__()
         self._offset, self._length, self._pos = offset, length, 0
 
     def readable(self) -> bool:
@@ -175,20 +176,21 @@ class FileWindow(io.RawIOBase):
         n = min(len(buffer), self._length - self._pos)
         if n <= 0:
             return 0
-        data = os.pread(self._fd, n, self._offset + self._pos)
+        self._fh.seek(self._offset + self._pos)
+        data = self._fh.read(n)
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
 
     def close(self) -> None:
         if not self.closed:
-            os.close(self._fd)
+            self._opened.__exit__(None, None, None)
         super().close()
 
 
 def send_whole(client: OpenAI, path: str | Path, name: str, purpose: str = PURPOSE):
     """``files.create``, the body streamed from the open file."""
-    with open(path, "rb") as fh:
+    with storage.open_read(path) as fh:
         return client.files.create(file=(name, fh, MIME_TYPE), purpose=purpose)
 
 
@@ -247,14 +249,17 @@ def upload_once(client: OpenAI, path: str | Path, sha256: str, purpose: str = PU
     content ``sha256``.
     """
     policy = policy or DEFAULT_POLICY
-    p = Path(path)
+    p = str(path)
     try:
-        size = p.stat().st_size
-    except OSError as e:
-        raise InputError(f"cannot upload {path}: {e.strerror or e}; run prepare again to write it") from None
+        with storage.store_errors(p):
+            size = storage.size(p)
+    except (OSError, InputError) as e:
+        raise InputError(f"cannot upload {path}: {getattr(e, 'strerror', None) or e}; run prepare again to write it") \
+            from None
     name = remote_name(p, sha256)
     parts = size > policy.part_threshold
-    actual, md5 = file_digests(p, md5=parts)
+    with storage.store_errors(p):
+        actual, md5 = storage.digests(p, md5=parts)
     if actual != sha256:
         raise InputError(f"{path} changed since it was written (sha256 {actual[:12]}…, expected {sha256[:12]}…); "
                          "run prepare again to rewrite it")

@@ -20,17 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
+from ftprep import storage
 from ftprep.caching import TokenCounting
 from ftprep.errors import InputError, ValidationFailed
-from ftprep.fsio import file_problem
 from ftprep.models import FileReport, Finding, ValidationReport, WrittenFiles
-from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION
+from ftprep.names import ARTIFACT_TOKEN_STATS, ARTIFACT_VALIDATION, DEFAULT_PROJECT, artifact_key
 from ftprep.openai_models import DEFAULT_MODEL, MIN_EXAMPLES, PRICES_AS_OF, default_epochs, model_spec
 from ftprep.pause import pause_point
 from ftprep.progress import bar
 from ftprep.redact import redact, redact_obj
+from ftprep.steps import task
 from ftprep.tokens import TOOL_ESTIMATE_NOTE, UPPER_MARGIN, count_example, text_counter
 from tasks import PIPELINE_CACHE
 from tasks.token_stats import ALL, SAMPLE, in_sample, sample_cut, token_stats
@@ -172,8 +173,8 @@ def _check_chunk(encoding: str, limit: int, cut: int, lines: list[tuple[int, byt
 
 
 # ----------------------------------------------------------------------------------------- one file
-def _read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    with open(path, "rb") as f:
+def _read_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
+    with storage.open_read(path) as f:
         for lineno, raw in enumerate(f, 1):
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
@@ -193,7 +194,7 @@ def _chunks(lines: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tupl
 
 @dataclass
 class _FileScan:
-    path: Path
+    path: Path | str
     role: str
     examples: int = 0
     tokens: list[int] = field(default_factory=list)
@@ -207,23 +208,24 @@ class _FileScan:
         self.lines.setdefault(code, []).append(lineno)
 
 
-def _scan(path: Path, role: str, encoding: str, limit: int, pool: ProcessPoolExecutor | None,
+def _scan(path: Path | str, role: str, encoding: str, limit: int, pool: ProcessPoolExecutor | None,
           exact_tokens: bool = False) -> _FileScan:
     scan = _FileScan(path, role)
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         if f.read(3) == b"\xef\xbb\xbf":
             scan.add("bom", 1)
     chunks = _chunks(_read_lines(path), CHUNK_LINES)
     first = next(chunks, [])
     average = sum(len(raw) + 1 for _, raw in first) / max(len(first), 1)
-    cut = sample_cut(path.stat().st_size / max(average, 1.0), exact_tokens)
+    size = storage.size(path)
+    cut = sample_cut(size / max(average, 1.0), exact_tokens)
     chunks = itertools.chain([first], chunks) if first else iter(())
     if pool is None:
         results = (_check_chunk(encoding, limit, cut, c) for c in chunks)
     else:
         results = pool.map(_check_chunk, _repeat(encoding), _repeat(limit), _repeat(cut), chunks)
     last_line, done = 0, 0
-    with bar(f"validating {path.name}", int(path.stat().st_size / max(average, 1.0))) as show:
+    with bar(f"validating {storage.name(path)}", int(size / max(average, 1.0))) as show:
         for chunk in results:
             done += len(chunk)
             show(done)
@@ -270,7 +272,7 @@ def _repeat(value: Any) -> Iterator[Any]:
         yield value
 
 
-def _finding(code: str, path: Path, lines: list[int], detail: str = "") -> Finding:
+def _finding(code: str, path: Path | str, lines: list[int], detail: str = "") -> Finding:
     severity, message, remedy = CHECKS[code]
     return Finding(code=code, severity=severity, file=str(path), count=len(lines),
                    lines=tuple(lines[:LINES_SHOWN]), message=message + detail, remedy=remedy)
@@ -278,7 +280,7 @@ def _finding(code: str, path: Path, lines: list[int], detail: str = "") -> Findi
 
 # --------------------------------------------------------------------------------------- the report
 def validate_files(
-    files: list[tuple[Path, str]],
+    files: list[tuple[Path | str, str]],
     model: str = DEFAULT_MODEL,
     price_per_1m: float | None = None,
     workers: int | None = None,
@@ -290,10 +292,10 @@ def validate_files(
     deterministic sample of large files unless ``exact_tokens`` (:mod:`tasks.token_stats`)."""
     spec = model_spec(model)
     for path, _ in files:  # one line for a missing file, a folder, a FIFO (never opened: it would block)...
-        if (problem := file_problem(path)) is not None:
+        if (problem := storage.problem(path)) is not None:
             raise InputError(f"{path} {problem}; give a readable .jsonl file")
     _, estimated = text_counter(spec.encoding)
-    total_bytes = sum(p.stat().st_size for p, _ in files)
+    total_bytes = sum(storage.size(p) for p, _ in files)
     workers = workers if workers is not None else (os.cpu_count() or 1)
     pool = None
     if workers > 1 and total_bytes > PARALLEL_MIN_LINES * 200:
@@ -361,30 +363,32 @@ def training_price(model: str, override: float | None = None) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- task
-def publish_report(report: ValidationReport) -> None:
-    """The report and its token statistics as artifacts (the validate task on failure; publish on every run,
-    so a cached re-run shows them too)."""
+def publish_report(report: ValidationReport, project: str = DEFAULT_PROJECT) -> None:
+    """The report and its token statistics as the project's artifacts (the validate task on failure; publish on
+    every run, so a cached re-run shows them too)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    create_markdown_artifact(key=ARTIFACT_VALIDATION, markdown=redact(render_markdown(report)),
+    create_markdown_artifact(key=artifact_key(ARTIFACT_VALIDATION, project), markdown=redact(render_markdown(report)),
                              description="Validation report of the fine-tuning files")
-    create_table_artifact(key=ARTIFACT_TOKEN_STATS, table=redact_obj(stats_table(report)),
+    create_table_artifact(key=artifact_key(ARTIFACT_TOKEN_STATS, project), table=redact_obj(stats_table(report)),
                           description=f"Token statistics ({report.encoding})")
 
 
 @task(name="validate", cache_policy=PIPELINE_CACHE + TokenCounting(param="model"),
       persist_result=True)
 def validate_written(files: WrittenFiles, model: str = DEFAULT_MODEL,
-                     price_per_1m: float | None = None, exact_tokens: bool = False) -> ValidationReport:
-    """Validate the written files; fail (before any upload) on errors, log warnings."""
+                     price_per_1m: float | None = None, exact_tokens: bool = False,
+                     project: str = DEFAULT_PROJECT) -> ValidationReport:
+    """Validate the written files; fail (before any upload) on errors, log warnings. (``project`` names the
+    artifacts of a failure; it is no part of the cache key.)"""
     logger = get_run_logger()
     pause_point("validate")
-    report = validate_files([(Path(f.path), f.role) for f in files.files()], model=model, price_per_1m=price_per_1m,
+    report = validate_files([(f.path, f.role) for f in files.files()], model=model, price_per_1m=price_per_1m,
                             exact_tokens=exact_tokens)
     for line in render_text(report).splitlines():
         level = "error" if line.startswith("error") else "warning" if line.startswith(("warning", "note")) else "info"
         getattr(logger, level)(line)
     if not report.ok:
-        publish_report(report)
+        publish_report(report, project)
         raise ValidationFailed(summary_line(report))
     return report

@@ -11,23 +11,23 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
-from ftprep import outputs
+from ftprep import outputs, storage
 from ftprep.errors import InputError
 from ftprep.fsio import disk_error, is_disk_error
 from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFiles
-from ftprep.names import ARTIFACT_WRITE_PROGRESS, FILE_NAMES
+from ftprep.names import ARTIFACT_WRITE_PROGRESS, DEFAULT_PROJECT, FILE_NAMES, artifact_key
 from ftprep.pause import pause_point
 from ftprep.progress import bar
 from ftprep.records import RecordStore
+from ftprep.steps import task
 from tasks import PIPELINE_CACHE
 from tasks.format import Renderer, compile_template
 from tasks.split import slice_indices
@@ -69,7 +69,7 @@ class _Sink:
 
 
 def write_jsonl(
-    target: Path,
+    target: Path | str,
     records: Sequence[Mapping[str, Any]],
     indices: Sequence[int],
     render: Renderer,
@@ -80,7 +80,7 @@ def write_jsonl(
 
     Returns (sha256, bytes).
     """
-    with open(target, "xb", buffering=0) as f:
+    with storage.open_write(target) as f:
         sink = _Sink(f)
         try:
             total = len(indices)
@@ -93,7 +93,10 @@ def write_jsonl(
     return sink.digest.hexdigest(), sink.size
 
 
-def check_out_dir(out_dir: Path) -> None:
+def check_out_dir(out_dir: Path | str) -> None:
+    if storage.is_url(out_dir):
+        storage.check_out(str(out_dir))
+        return
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -104,14 +107,16 @@ def check_out_dir(out_dir: Path) -> None:
         raise InputError(f"output folder {out_dir} is not writable; choose another --out or fix its permissions")
 
 
-def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, store: RecordStore,
+def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path | str, store: RecordStore,
                 progress: Progress | None = None) -> WrittenFiles:
     """Write both files into a new generation of ``out_dir`` (see :mod:`ftprep.outputs`); nothing is committed.
 
     The previous output stays current until the publish step commits this generation; leftovers of killed
     runs are removed first.
     """
-    out_dir = out_dir.resolve()
+    out_dir = storage.normalize(out_dir, "--out")
+    if not storage.is_url(out_dir):
+        out_dir = Path(out_dir)
     check_out_dir(out_dir)
     outputs.clean(out_dir)
     render = compile_template(fmt.template)
@@ -122,49 +127,51 @@ def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path, store: RecordSt
     try:
         digests = {}
         for role, s in slices.items():
-            digests[role] = write_jsonl(stage / FILE_NAMES[role], store.read(s.dataset.path, s.dataset.sha256),
-                                        slice_indices(s), render, progress, role)
+            records = store.read(s.dataset.path, s.dataset.sha256)
+            digests[role] = write_jsonl(storage.join(stage, FILE_NAMES[role]), records, slice_indices(s), render,
+                                        progress, role)
             pause_point("write")  # tests: killed between the two files
         generation = outputs.seal(stage, [digests[role][0] for role in slices])
     except BaseException as e:
-        shutil.rmtree(stage, ignore_errors=True)
-        outputs.release(stage)
+        outputs.abandon(stage)
         if is_disk_error(e):  # a full disk (ENOSPC) or the like: one line, nothing left behind
             raise disk_error(e, out_dir) from None
         raise
     written = {}
     for role, (sha, size) in digests.items():
-        path = generation / FILE_NAMES[role]
-        written[role] = WrittenFile(role=role, path=str(path), sha256=sha, bytes=size,
-                                    examples=slices[role].count, mtime_ns=path.stat().st_mtime_ns)
+        path = storage.join(generation, FILE_NAMES[role])
+        written[role] = WrittenFile(role=role, path=path, sha256=sha, bytes=size,
+                                    examples=slices[role].count, mtime_ns=storage.info(path)["mtime_ns"])
     return WrittenFiles(train=written["train"], validation=written.get("validation"), out_dir=str(out_dir))
 
 
 def files_intact(files: WrittenFiles) -> bool:
     """Are the files still as written, and in use by this run? (size and modification time: cheap enough to ask
     on every run; a cached write's generation is claimed so that no other run's clean-up removes it)"""
-    if not outputs.claim(Path(files.train.path).parent):
+    try:
+        if not outputs.claim(storage.parent(files.train.path)):
+            return False
+        for f in files.files():
+            found = storage.info(f.path)
+            if found["size"] != f.bytes or found["mtime_ns"] != f.mtime_ns:
+                return False
+    except (OSError, ValueError):
         return False
-    for f in files.files():
-        try:
-            st = os.stat(f.path)
-        except OSError:
-            return False
-        if st.st_size != f.bytes or st.st_mtime_ns != f.mtime_ns:
-            return False
     return True
 
 
 @task(name="write", cache_policy=PIPELINE_CACHE, persist_result=True)
-def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordStore) -> WrittenFiles:
-    """Stream the training and validation examples into JSONL files (temporary file, then rename)."""
+def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordStore,
+                project: str = DEFAULT_PROJECT) -> WrittenFiles:
+    """Stream the training and validation examples into JSONL files (temporary file, then rename); the progress
+    shows in the project's artifact (``project`` is no part of the cache key)."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     logger = get_run_logger()
     started = time.perf_counter()
     total = plan.train.count + (plan.validation.count if plan.validation else 0)
     offsets = {"train": 0, "validation": plan.train.count}
-    artifact = create_progress_artifact(0.0, key=ARTIFACT_WRITE_PROGRESS,
+    artifact = create_progress_artifact(0.0, key=artifact_key(ARTIFACT_WRITE_PROGRESS, project),
                                         description=f"Formatting and writing {total:,} examples")
     last = [started]
 
@@ -180,7 +187,7 @@ def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordSto
                             overall)
                 update_progress_artifact(artifact, overall)
 
-        files = write_split(plan, fmt, Path(out_dir), store, progress)
+        files = write_split(plan, fmt, out_dir, store, progress)
     update_progress_artifact(artifact, 100.0)
     for f in files.files():
         logger.info("Wrote %s: %s examples, %.1f MB, sha256 %s", f.path, f"{f.examples:,}", f.bytes / 1e6, f.sha256)

@@ -18,6 +18,11 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ["FTPREP_RETRY_BASE_SECONDS"] = "0.05"
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken-cache"))
+# One migrated Prefect database for the whole test run (tests/prefect_procs.migrated_database), made in a folder
+# the pytest-xdist workers inherit from the process that starts them, and removed when the run ends.
+if "FTPREP_TEST_DB_DIR" not in os.environ:
+    os.environ["FTPREP_TEST_DB_DIR"] = tempfile.mkdtemp(prefix="ftprep-tests-db-")
+    _DB_DIR_OWNER = True
 for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
     os.environ.pop(name, None)
 # No shared result storage from a developer's environment or .env (blank = unset, and .env is not read for it);
@@ -68,9 +73,17 @@ def openai_env(openai_stub, monkeypatch) -> StubOpenAI:
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """Prefect for real: a temporary API server (with its own database) for the whole session."""
-    from prefect.testing.utilities import prefect_test_harness
+    import prefect.testing.utilities as harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    from tests.prefect_procs import seed_database
+
+    def seeded_mkdtemp() -> str:  # the harness's database folder, with the run's migrated template in it
+        folder = tempfile.mkdtemp(prefix="ftprep-tests-db-")
+        seed_database(Path(folder) / "prefect-test.db")  # the harness's file name (Prefect 3); else it migrates
+        return folder
+
+    harness.mkdtemp = seeded_mkdtemp  # the harness makes its folder with this name; only this process's harness
+    with harness.prefect_test_harness(server_startup_timeout=60):
         yield
 
 
@@ -135,3 +148,23 @@ def team_server(postgres_service, tmp_path_factory) -> Iterator:
     base = tmp_path_factory.mktemp("team-server")
     with prefect_on_postgres(postgres_service, base / "prefect-home", base / "server.log") as server:
         yield server
+
+
+# `make test` runs the suite on several workers (pytest-xdist, `--dist loadfile`: each module on one worker, so a
+# module's own server starts once). Modules go out in collection order, so the longest ones (real servers,
+# workers, a browser, many processes) are collected first and the short ones fill in around them.
+LONGEST_FIRST = ("test_ui_browser.py", "test_deployment_e2e.py", "test_team.py", "test_notify.py", "test_server.py",
+                 "test_kill_matrix.py", "test_cli.py", "test_finetune_cli.py", "test_evaluate_failures.py",
+                 "test_flow_finetune_evaluate.py", "test_finetune_jobs.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if globals().get("_DB_DIR_OWNER") and not hasattr(session.config, "workerinput"):
+        import shutil
+
+        shutil.rmtree(os.environ["FTPREP_TEST_DB_DIR"], ignore_errors=True)

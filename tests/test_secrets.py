@@ -114,3 +114,134 @@ def test_settings_never_print_or_pickle_the_key(monkeypatch):
     assert "not-printed" not in repr(settings) + str(settings) + f"{settings.api_key}"
     with pytest.raises(TypeError):
         pickle.dumps(settings.api_key)
+
+
+def _files_listing_a_secret(written, secret: str) -> str:
+    """GET /v1/files as a broken OpenAI-compatible server might answer it: the two files just written, stored and
+    processed, with ``secret`` where a timestamp belongs (the upload task then fails in pydantic, unexpectedly,
+    with the value in its message)."""
+    import json
+
+    from tasks.upload import remote_name
+
+    data = [{"id": f"file-{f.role}", "object": "file", "bytes": f.bytes, "created_at": secret,
+             "filename": remote_name(f.path, f.sha256), "purpose": "fine-tune", "status": "processed"}
+            for f in written.files()]
+    return json.dumps({"object": "list", "data": data, "has_more": False})
+
+
+def test_an_unexpected_error_carrying_secrets_leaves_nothing_secret(tmp_path, monkeypatch, prefect_server,
+                                                                    sample_pickle, capfd, cli_env):
+    """A bug's exception text reaches Prefect (task and flow run states, the persisted result, the logs with
+    their tracebacks) and the terminal redacted, with its traceback kept."""
+    import subprocess
+    import sys
+
+    key = "sk-test-" + secrets.token_hex(8)  # short enough that pydantic's error message shows it whole
+    password = secrets.token_hex(8)  # not key-shaped: only the registered secret hides it
+    monkeypatch.chdir(tmp_path)
+    split = SplitConfig(train_size=33, validation_size=10)
+    with StubOpenAI(api_key=key) as stub:
+        base_url = stub.base_url.replace("http://", f"http://alice:{password}@")
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+        written = prepare(data=str(sample_pickle), out=str(tmp_path / "out"), split=split, upload=False).files
+        stub.inject("GET", "/v1/files", "malformed_json", times=None,
+                    body=_files_listing_a_secret(written, f"{key}/{password}"))
+        failed = prepare(data=str(sample_pickle), out=str(tmp_path / "out"), split=split, return_state=True)
+        assert failed.is_failed()
+        assert "RedactedError: ValidationError: 1 validation error for RemoteFile" in failed.message
+        assert "input_value='[redacted]/[redacted]'" in failed.message  # the secrets were there, whole
+        persisted = failed.result(raise_on_failure=False)  # read back from the result store
+        assert type(persisted).__name__ == "RedactedError" and "[redacted]/[redacted]" in str(persisted)
+
+        env = dict(cli_env, OPENAI_API_KEY=key, OPENAI_BASE_URL=base_url)
+        ftprep = str(Path(sys.executable).parent / "ftprep")
+        run = subprocess.run([ftprep, "prepare", "--data", str(sample_pickle), "--out", str(tmp_path / "out"),
+                              "--train-size", "33", "--validation-size", "10"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=180)
+        assert stub.count("POST") == 0  # nothing was uploaded: the broken listing said the files were there
+
+    # a bug keeps its traceback (exit 1, as Python's own), redacted
+    assert run.returncode == 1, run.stderr
+    terminal = run.stdout + run.stderr
+    assert "Traceback (most recent call last)" in terminal and "RedactedError: ValidationError" in terminal
+    assert key not in terminal and password not in terminal
+
+    texts: list[str] = [str(failed.message), str(persisted)]
+    run_id = failed.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        settle(client, [run_id])
+        logs = [log.message for log in run_logs(client, run_id)]
+        assert any("Traceback (most recent call last)" in m and "RedactedError" in m for m in logs)
+        texts += logs
+        flow_run = client.read_flow_run(run_id)
+        texts += [str(flow_run.state.message)] + [str(s.message) for s in client.read_flow_run_states(run_id)]
+        task_runs = run_task_runs(client, run_id)
+        upload = [t for t in task_runs if t.name.startswith("upload-")]
+        assert upload and all(t.state.is_failed() for t in upload)
+        assert "RedactedError: ValidationError" in str(upload[0].state.message)
+        for task_run in task_runs:
+            texts += [str(task_run.state.message)] + [str(s.message) for s in client.read_task_run_states(task_run.id)]
+    assert not [t for t in texts if key in t or password in t]
+    captured = capfd.readouterr()
+    assert key not in captured.out + captured.err and password not in captured.out + captured.err
+    for needle in (key.encode(), password.encode()):
+        assert files_containing(Path(os.environ["PREFECT_HOME"]), needle) == []
+        assert files_containing(tmp_path, needle) == []  # the run's result store, cache records, the outputs
+
+
+def test_a_flow_that_fails_with_a_secret_in_its_own_code_is_redacted(monkeypatch, prefect_server, tmp_path):
+    """The flow body, not a task: its state message, persisted result and logs are redacted too."""
+    from ftprep.settings import load_settings
+    from ftprep.steps import flow
+
+    password = secrets.token_hex(8)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"https://bob:{password}@llm.example.com/v1")
+
+    @flow(name="ftprep-test-secret-in-a-bug", persist_result=True, result_serializer="json")
+    def buggy() -> None:
+        base_url = load_settings().base_url
+        try:
+            int(base_url)
+        except ValueError as e:
+            raise RuntimeError(f"cannot talk to {base_url}") from e
+
+    state = buggy(return_state=True)
+    assert state.is_failed()
+    assert state.message == ("Flow run encountered an exception: RedactedError: RuntimeError: cannot talk to "
+                             "https://[redacted]@llm.example.com/v1")
+    persisted = state.result(raise_on_failure=False)
+    assert str(persisted) == "RuntimeError: cannot talk to https://[redacted]@llm.example.com/v1"
+    with get_client(sync_client=True) as client:
+        run_id = state.state_details.flow_run_id
+        settle(client, [run_id])
+        logs = [log.message for log in run_logs(client, run_id)]
+        texts = logs + [str(client.read_flow_run(run_id).state.message)]
+    # the traceback is kept, with the exception it was raised from as a redacted note
+    assert any("Traceback (most recent call last)" in m and "raised from:" in m and "invalid literal for int()" in m
+               for m in logs), logs
+    assert not [t for t in texts if password in t]
+    assert files_containing(tmp_path, password.encode()) == []
+
+
+def test_every_task_and_flow_is_made_with_ftprep_steps():
+    """The redaction of unexpected errors lives in ftprep.steps: a task made with prefect.task would bypass it."""
+    import importlib
+    import pkgutil
+
+    from prefect import Flow, Task
+
+    import flows
+    import tasks
+
+    found = []
+    for package in (tasks, flows):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            found += [(f"{module.__name__}.{name}", obj) for name, obj in vars(module).items()
+                      if isinstance(obj, (Task, Flow)) and obj.fn.__module__ == module.__name__]
+    assert len(found) >= 20
+    assert [name for name, obj in found if getattr(obj.fn, "__prefect_task_source__", None) is not
+            getattr(obj.fn, "__wrapped__", 0)] == []

@@ -4,15 +4,14 @@ moto's S3 server over HTTP holding the data the team setup step uploaded, and th
 prefect.team.yaml, whose pull step clones the code from a git repository (here a ``file://`` bare clone of
 this checkout, so runs use its last commit). Servers are started once per module (tests/conftest.py).
 
-Data and outputs: the flows do not read or write ``s3://`` URLs yet, so the runs below pass local paths for
-``data`` and ``out`` (see ``local_paths``); the deployment's own defaults are already the S3 URLs. Once the
-flows accept fsspec URLs, pass ``sample_url`` and ``s3://{BUCKET}/out/...`` there instead and check the
-outputs in the bucket.
+Data and outputs live in the bucket: both runs read the deployment's default ``data`` (the ``s3://`` URL the
+setup step printed) and each commits its own ``s3://…/out-<machine>`` (the manifest is the commit point).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -38,9 +37,8 @@ def test_team_file_has_the_same_deployments_as_prefect_yaml():
     assert step["prefect.deployments.steps.git_clone"]["repository"] == "{{ $FTPREP_REPOSITORY }}"
 
     def without_locations(deployments):
-        # the team's weekly schedule waits (active: false) until the flows read s3:// URLs
         return [dict(d, parameters={k: v for k, v in d.get("parameters", {}).items() if k not in ("data", "out")},
-                     schedules=[{k: v for k, v in s.items() if k != "active"} for s in d.get("schedules", [])])
+                     schedules=d.get("schedules", []))
                 for d in deployments]
 
     assert without_locations(team["deployments"]) == without_locations(one["deployments"])
@@ -100,7 +98,8 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
 
         assert setup.wait(timeout=120) == 0, tail(setup_log)
         assert sample_url in setup_log.read_text() and results in setup_log.read_text()
-        stored = s3_service.client().get_object(Bucket=BUCKET, Key="sample/items.pkl")["Body"].read()
+        bucket = s3_service.client()
+        stored = bucket.get_object(Bucket=BUCKET, Key="sample/items.pkl")["Body"].read()
         assert hashlib.sha256(stored).digest() == hashlib.sha256(sample_pickle.read_bytes()).digest()
 
         # As after a team's first run. Two first runs finishing together both try to create it (Prefect's
@@ -109,8 +108,7 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
         client.create_variable(VariableCreate(name="ftprep_latest_files", value={}))
         runs = {}
         for m, seed in (("a", 1), ("b", 2)):
-            # local_paths: the flows take local paths only, for now (see the module docstring)
-            parameters = {"data": str(sample_pickle), "out": str(machines[m] / "out"),
+            parameters = {"out": f"s3://{BUCKET}/out-{m}",  # data: the deployment's default, sample_url
                           "split": {"train_size": 100, "validation_size": 20, "shuffle": True, "seed": seed}}
             runs[m] = client.create_flow_run_from_deployment(deployment.id, parameters=parameters,
                                                              work_queue_name=f"machine-{m}")
@@ -126,7 +124,10 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
             assert state.is_completed(), (m, state.message, tail(log))
             assert str(run.id) in log.read_text(), f"machine {m} did not run {run.id}"
             assert "Deployment step 'git_clone' completed successfully" in log.read_text(), tail(log)
-            assert len((machines[m] / "out" / "fine_tune_train.jsonl").read_text().splitlines()) == 100
+            manifest = json.loads(bucket.get_object(Bucket=BUCKET, Key=f"out-{m}/manifest.json")["Body"].read())
+            assert manifest["dataset"]["path"] == sample_url, manifest["dataset"]
+            train = manifest["files"]["train"]["path"].removeprefix(f"s3://{BUCKET}/")
+            assert len(bucket.get_object(Bucket=BUCKET, Key=train)["Body"].read().splitlines()) == 100
 
     assert len(openai_stub.files_for("fine-tune")) == 4
     # the results and cache records are in the bucket, none in a machine's PREFECT_HOME: each run's own (its
