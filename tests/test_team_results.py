@@ -4,12 +4,10 @@ Machines A and B are two clones of this checkout's last commit (commit before ru
 with separate PREFECT_HOMEs; they share only the Prefect server, the S3 store and the OpenAI stub. Each runs the
 ``ftprep`` command of its own clone (``python -m cli.main`` in the clone), as a person on that machine would.
 
-Data and outputs: until ``--data``/``--out`` take ``s3://`` URLs, each machine reads its own copy of the same
-dataset at a different local path (so the cache hits below also prove that cache keys do not depend on where a
-dataset was read from), and both write to one shared folder (``shared_out``, a stand-in for a shared mount): the
-output location is part of what a run is asked to do, so a cached write needs the same ``--out``. To switch to
-object storage, make ``data_of`` upload the file and return ``s3://...`` and ``shared_out`` return
-``s3://{bucket}/out``.
+Data and outputs are in the bucket too: each machine reads its own copy of the same dataset at a different URL
+(so the cache hits below also prove that cache keys do not depend on where a dataset was read from), and both
+write to one ``--out`` URL: the output location is part of what a run is asked to do, so a cached write needs the
+same ``--out``.
 """
 
 from __future__ import annotations
@@ -64,12 +62,11 @@ def ftprep(machine: Path, env: dict[str, str], *args: str, background: bool = Fa
     return subprocess.run(command, cwd=machine / "ftprep", env=env, capture_output=True, text=True, timeout=300)
 
 
-def data_of(machine: Path, source: Path) -> str:
-    """The machine's own copy of the dataset, at a path no other machine has."""
-    copy = machine / f"data-{machine.name}" / "items.pkl"
-    copy.parent.mkdir()
-    shutil.copyfile(source, copy)
-    return str(copy)
+def data_of(machine: Path, source: Path, s3_service, bucket: str) -> str:
+    """The machine's own copy of the dataset, at a URL no other machine uses."""
+    key = f"data-{machine.name}/items.pkl"
+    s3_service.client().upload_file(str(source), bucket, key)
+    return f"s3://{bucket}/{key}"
 
 
 def prepare_runs(client, data: str) -> list:
@@ -150,10 +147,10 @@ def test_two_machines_share_cache_hits_results_and_the_openai_limit(tmp_path, cl
 
     bucket = f"ftprep-results-{uuid.uuid4().hex[:8]}"
     results = s3_service.make_bucket(bucket) + "/prefect"
-    shared_out = tmp_path / "shared-mount" / "out"
+    shared_out = f"s3://{bucket}/out"
     env = {m: machine_env(path, team_server, s3_service, openai_stub, results) for m, path in clones.items()}
-    data = {m: data_of(path, sample_pickle) for m, path in clones.items()}
-    prepare = ["prepare", "--out", str(shared_out), "--train-size", "100", "--validation-size", "20", "--json"]
+    data = {m: data_of(path, sample_pickle, s3_service, bucket) for m, path in clones.items()}
+    prepare = ["prepare", "--out", shared_out, "--train-size", "100", "--validation-size", "20", "--json"]
 
     # Machine A prepares and uploads; its results and cache records are in the bucket, not in its PREFECT_HOME.
     done = ftprep(clones["a"], env["a"], *prepare, "--data", data["a"])
