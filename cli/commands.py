@@ -68,6 +68,10 @@ def serve(*names: str) -> int:
                          "disappears with it (no UI to trigger runs from); start one with `prefect server start` and "
                          "export PREFECT_API_URL=http://127.0.0.1:4200/api")
     logs.install()
+    from ftprep import results
+    from ftprep.settings import load_settings
+
+    results.ensure(load_settings().result_storage)  # the shared result storage the served runs load (if set)
     deployments = runner_deployments(names=list(names) or None)
     print(f"serving {', '.join(d.name for d in deployments)} on {PREFECT_API_URL.value()}: trigger runs from the "
           "Prefect UI; Ctrl+C stops")

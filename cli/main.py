@@ -89,15 +89,17 @@ def command(flow_fn: Callable[..., Any], run: Callable[..., int], flatten: Seque
 def before_flow() -> None:
     """What every flow command does just before its flow runs: the settings, checked (a bad ``FTPREP_*`` value
     is the command's one-line error, before a flow run exists; the flow checks them again for runs started
-    elsewhere), ftprep's log filters (the command prints an expected error itself, once) and the temporary
-    Prefect server started by :func:`main`, now answering."""
-    from ftprep import logs, server
+    elsewhere), ftprep's log filters (the command prints an expected error itself, once), the temporary Prefect
+    server started by :func:`main`, now answering, and the shared result storage block (FTPREP_RESULT_STORAGE)
+    saved on the server the flow will load it from."""
+    from ftprep import logs, results, server
     from ftprep.settings import load_settings
 
-    load_settings()
+    settings = load_settings()
     logs.install()
     logs.quiet_expected_on_console()
     server.ready()
+    results.ensure(settings.result_storage)
 
 
 def print_json(result: Any) -> int:

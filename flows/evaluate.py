@@ -16,16 +16,17 @@ from ftprep.models import Comparison
 from ftprep.names import FLOW_EVALUATE, LATEST_MODEL, ProjectParameter, project_of, project_option, variable_name
 from ftprep.openai_models import INFERENCE_PRICES_AS_OF
 from ftprep.remote import RemotePolicy
+from ftprep.results import flow_storage
 from ftprep.settings import load_settings
 from ftprep.steps import flow
 from ftprep.storage import name, normalize
 from tasks.evaluate import baseline, baseline_metrics, estimates_of, job_models, latest_job, predict, score, test_items
 from tasks.evaluation_report import report
 from tasks.format import resolve_template
-from tasks.load import load_dataset, new_store
+from tasks.load import load_dataset, new_store, read_here
 
 
-@flow(name=FLOW_EVALUATE, persist_result=True, result_serializer="json")
+@flow(name=FLOW_EVALUATE, persist_result=True, result_serializer="json", result_storage=flow_storage())
 def evaluate(
     data: str,
     out: str = "eval",
@@ -67,7 +68,8 @@ def evaluate(
     client, policy, store = make_client(settings), RemotePolicy.from_settings(settings), new_store()
     data = normalize(data, "--data")  # an absolute path or a URL (s3://...)
     out = normalize(out, "--out") if "://" in out else out
-    conversations, truths = test_items(load_dataset(data, store), resolve_template(template), n, sample_seed, store)
+    ref = read_here(load_dataset(data, store), data, store)
+    conversations, truths = test_items(ref, resolve_template(template), n, sample_seed, store)
 
     # the baseline needs the job the models came from: its training file leads to the training prices
     from_job = job if job is not None and job["fine_tuned_model"] in models else None

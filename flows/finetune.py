@@ -26,6 +26,7 @@ from ftprep.names import (
     variable_name,
 )
 from ftprep.remote import RemotePolicy
+from ftprep.results import flow_storage
 from ftprep.settings import load_settings
 from ftprep.steps import flow
 from ftprep.variables import latest_files
@@ -60,7 +61,7 @@ def _forget_job_of_crashed_run(flow, flow_run, state) -> None:
     forget(flow_run.id)
 
 
-@flow(name=FLOW_FINE_TUNE, persist_result=True, result_serializer="json",
+@flow(name=FLOW_FINE_TUNE, persist_result=True, result_serializer="json", result_storage=flow_storage(),
       on_cancellation=[_cancel_job_of_cancelled_run], on_crashed=[_forget_job_of_crashed_run])
 def fine_tune(
     training_file: str | None = None,

@@ -14,6 +14,7 @@ from ftprep.models import PrepareResult, SplitConfig
 from ftprep.names import FLOW_PREPARE, ProjectParameter, project_of
 from ftprep.openai_models import DEFAULT_MODEL, model_spec
 from ftprep.remote import RemotePolicy
+from ftprep.results import flow_storage
 from ftprep.settings import load_settings
 from ftprep.steps import flow
 from ftprep.storage import normalize, parent
@@ -21,7 +22,7 @@ from ftprep.tokens import load_ahead
 from tasks.chart_draw import Painter
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
-from tasks.load import load_dataset, new_store
+from tasks.load import load_dataset, new_store, read_here
 from tasks.publish import publish_result
 from tasks.split import split_dataset
 from tasks.upload import upload_file
@@ -32,7 +33,7 @@ NO_KEY = ("upload skipped: OPENAI_API_KEY is not set. Put OPENAI_API_KEY=sk-... 
           "and run again to upload (the files are already written and will not be rewritten)")
 
 
-@flow(name=FLOW_PREPARE, persist_result=True, result_serializer="json", log_prints=False)
+@flow(name=FLOW_PREPARE, persist_result=True, result_serializer="json", result_storage=flow_storage(), log_prints=False)
 def prepare(
     data: str,
     validation_data: str | None = None,
@@ -66,8 +67,9 @@ def prepare(
     # absolute paths or URLs: cached results must not depend on the folder a run starts in
     data, out = normalize(data, "--data"), normalize(out, "--out")
     validation_data = normalize(validation_data, "--validation-data") if validation_data else None
-    ref = load_dataset(data, store)
-    vref = load_dataset(validation_data, store) if validation_data else None
+    # keyed by content, so the reference may be one a run elsewhere made; this run reads its own copy
+    ref = read_here(load_dataset(data, store), data, store)
+    vref = read_here(load_dataset(validation_data, store), validation_data, store) if validation_data else None
     # after loading (one core, and the GIL, for itself): the charts' child process imports matplotlib on another
     # core and the tokenizer loads on a thread while the examples are written
     painter = Painter()

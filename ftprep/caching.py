@@ -1,4 +1,4 @@
-"""Cache policies whose keys come from content, never from a path alone."""
+"""Cache policies whose keys come from content, never from a path alone, so every machine computes the same key."""
 
 from __future__ import annotations
 
@@ -9,11 +9,40 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from prefect.cache_policies import TASK_SOURCE, CachePolicy, Inputs
 from prefect.utilities.hashing import hash_objects
 
 from ftprep import storage
 from ftprep.errors import InputError
+
+
+def content_of(value: Any) -> Any:
+    """``value`` as its content: a pydantic model without its location fields (the names in its class attribute
+    ``LOCATION_FIELDS``, such as where a dataset was read from on this machine), recursively."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        skip = getattr(type(value), "LOCATION_FIELDS", ())
+        return {"__model__": type(value).__name__,
+                **{name: content_of(getattr(value, name)) for name in type(value).model_fields if name not in skip}}
+    if isinstance(value, (list, tuple)):
+        return [content_of(v) for v in value]
+    if isinstance(value, dict):
+        return {k: content_of(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class ContentInputs(CachePolicy):
+    """Prefect's INPUTS, hashed by content (:func:`content_of`): a dataset read from another folder or machine, with
+    the same bytes, gives the same key. Not a subclass of Prefect's ``Inputs``, which a compound policy would
+    replace by a plain one; leave inputs out with ``exclude`` (``content_cache(exclude=...)``), not with ``-``."""
+
+    exclude: list[str] = field(default_factory=list)
+
+    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str | None:
+        inputs = {k: content_of(v) for k, v in (inputs or {}).items() if k not in self.exclude}
+        return Inputs().compute_key(task_ctx, inputs, flow_parameters, **kwargs)
 
 
 @dataclass
@@ -68,12 +97,10 @@ class TokenCounting(CachePolicy):
         return hash_objects({"estimated": text_counter(model_spec(inputs[self.param]).encoding)[1] is not None})
 
 
-def content_cache(modules: list[str],
-                  exclude: tuple[str, ...] = ("store", "settings", "client", "project")) -> CachePolicy:
-    """A task's cache policy: its inputs (without the handed-in store, settings and client, which are not
-    content, nor the project, which only names where the task's artifacts go), its own source and the source of
-    ``modules``."""
-    policy = INPUTS
-    for name in exclude:
-        policy = policy - name
-    return policy + TASK_SOURCE + CodeVersion(modules=list(modules))
+def content_cache(modules: list[str], exclude: tuple[str, ...] = ("store", "settings", "client", "project"),
+                  files: tuple[str, ...] = ()) -> CachePolicy:
+    """A task's cache policy: its inputs by content (without the handed-in store, settings and client, which are
+    not content, nor the project, which only names where the task's artifacts go; the parameters in ``files`` name
+    files, which count by their sha256, not their path), its own source and the source of ``modules``."""
+    policy = ContentInputs(exclude=[*exclude, *files]) + TASK_SOURCE + CodeVersion(modules=list(modules))
+    return policy + FileContent(params=list(files)) if files else policy

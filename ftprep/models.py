@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,7 +23,9 @@ class _Model(BaseModel):
 
 
 class DatasetRef(_Model):
-    """A dataset file identified by its content."""
+    """A dataset file identified by its content; ``path`` is where this run read it (not part of cache keys)."""
+
+    LOCATION_FIELDS: ClassVar[tuple[str, ...]] = ("path",)  # see ftprep.caching.content_of
 
     path: str
     sha256: str

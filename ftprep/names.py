@@ -87,6 +87,18 @@ def run_job_variable(flow_run_id: object) -> str:
 OPENAI_CONCURRENCY_LIMIT = "ftprep-openai"  # OpenAI requests in flight at once (FTPREP_OPENAI_CONCURRENCY)
 OPENAI_RATE_LIMIT = "ftprep-openai-rpm"  # OpenAI requests per minute (FTPREP_OPENAI_RPM)
 
+# Shared result storage (FTPREP_RESULT_STORAGE): one saved Prefect block per URL, so every machine that sets the same
+# URL names the same block (ftprep.results)
+RESULT_STORAGE_BLOCK_PREFIX = "ftprep-results-"
+
+
+def result_storage_block(url: str) -> str:
+    """The name of the Prefect block (type remote-file-system) that stores results and cache records at ``url``."""
+    import hashlib
+
+    return RESULT_STORAGE_BLOCK_PREFIX + hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
 # Artifact keys (stable, so the UI shows each one's history across runs; the default project's: :func:`artifact_key`)
 ARTIFACT_FILES = "ftprep-files"
 ARTIFACT_CHARTS = "ftprep-dataset-charts"

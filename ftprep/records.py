@@ -27,6 +27,7 @@ class RecordStore:
     def __init__(self, reader: Reader, keep: int = 2):
         self._reader, self._keep = reader, keep
         self._records: dict[str, Sequence[Record]] = {}
+        self._located: dict[str, str] = {}  # sha256 -> where this run has that content
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # shown in Prefect's task inputs: never the data
@@ -42,11 +43,18 @@ class RecordStore:
     def get(self, sha256: str) -> Sequence[Record] | None:
         return self._records.get(sha256)
 
+    def locate(self, sha256: str, path: str | os.PathLike) -> None:
+        """This run has content ``sha256`` at ``path``: read it from there, whatever path a reference names (a
+        cached reference may name the file where another run, on another machine, read the same bytes)."""
+        self._located[sha256] = os.fspath(path)
+
     def read(self, path: str | os.PathLike, sha256: str) -> Sequence[Record]:
-        """The records of ``path`` whose content is ``sha256``: kept ones, or read now."""
+        """The records of ``path`` whose content is ``sha256``: kept ones, or read now (from where
+        :meth:`locate` said this run has them, if it did)."""
         found = self.get(sha256)
         if found is not None:
             return found
+        path = self._located.get(sha256, path)
         try:
             same = storage.sha256(path) == sha256
         except (OSError, ValueError):

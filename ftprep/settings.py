@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from ftprep.errors import InputError
 from ftprep.names import DEFAULT_PROJECT, project_problem
 
 MIB = 1024 * 1024
+RESULT_STORAGE_ENV = "FTPREP_RESULT_STORAGE"
 FILES_CREATE_LIMIT = 512 * MIB  # the largest file ``files.create`` accepts
 
 
@@ -59,9 +61,10 @@ class Settings(BaseSettings):
     notify_webhook_url: Key | None = Field(None, validation_alias=_env("FTPREP_NOTIFY_WEBHOOK_URL"))
     # the project of a run whose ``project`` parameter (--project) is not given (ftprep.names: the namespaces)
     project: str = Field(DEFAULT_PROJECT, validation_alias=_env("FTPREP_PROJECT"))
+    result_storage: str | None = Field(None, validation_alias=_env(RESULT_STORAGE_ENV))
 
     @field_validator("api_key", "base_url", "training_price_per_1m", "openai_concurrency", "openai_rpm",
-                     "notify_webhook_url", mode="before")
+                     "notify_webhook_url", "result_storage", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         if isinstance(value, SecretStr):
@@ -84,6 +87,13 @@ class Settings(BaseSettings):
         if value is not None and not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @field_validator("result_storage", mode="after")
+    @classmethod
+    def _storage_url(cls, value):
+        if value is not None and not re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", value.strip()):
+            raise ValueError("must be a URL such as s3://bucket/prefix (a folder every worker reaches)")
+        return value.strip().rstrip("/") if value is not None else None
 
     @property
     def has_key(self) -> bool:
@@ -116,6 +126,20 @@ class Settings(BaseSettings):
 
 
 ENV_NAMES = {name: field.validation_alias.choices[0] for name, field in Settings.model_fields.items()}
+
+
+def result_storage_url(env_file: str | os.PathLike | None = None) -> str | None:
+    """FTPREP_RESULT_STORAGE alone, from the environment or ``.env`` (the environment wins), without checking the
+    other settings: the flows read it when they are defined (:mod:`ftprep.results`), before a run loads and
+    checks every setting with :func:`load_settings`."""
+    from dotenv import dotenv_values
+
+    value = os.environ.get(RESULT_STORAGE_ENV)
+    path = Path(env_file) if env_file else Path.cwd() / ".env"
+    if value is None and path.is_file():
+        value = dotenv_values(path).get(RESULT_STORAGE_ENV)
+    value = (value or "").strip().rstrip("/")
+    return value or None
 
 
 def load_settings(env_file: str | os.PathLike | None = None) -> Settings:

@@ -23,13 +23,13 @@ from typing import Any
 import orjson
 
 from ftprep import storage
-from ftprep.caching import FileContent
+from ftprep.caching import content_cache
 from ftprep.errors import InputError, UnsafePickleError
 from ftprep.models import DatasetRef
 from ftprep.pause import pause_point
 from ftprep.records import Record, RecordStore
 from ftprep.steps import task
-from tasks import PIPELINE_CACHE
+from tasks import PIPELINE_MODULES
 
 FORMATS = {
     ".pkl": "pickle",
@@ -374,6 +374,13 @@ def describe(path: str | os.PathLike, store: RecordStore | None = None) -> tuple
     return ref, records
 
 
+def read_here(ref: DatasetRef, path: str, store: RecordStore) -> DatasetRef:
+    """``ref`` (possibly a cached one, naming where another run read the same bytes) as this run's: its records
+    are read from ``path``, and the reference names it."""
+    store.locate(ref.sha256, path)
+    return ref if ref.path == path else ref.model_copy(update={"path": path})
+
+
 def records_for(ref: DatasetRef, store: RecordStore) -> Sequence[Record]:
     """The records of a dataset described earlier in this run (read again if the store no longer has them)."""
     return store.read(ref.path, ref.sha256)
@@ -382,7 +389,8 @@ def records_for(ref: DatasetRef, store: RecordStore) -> Sequence[Record]:
 # ----------------------------------------------------------------------------------------------- task
 @task(
     name="load",
-    cache_policy=PIPELINE_CACHE + FileContent(params=["path"]),
+    # the file counts by its content: the same bytes at another path, or on another machine, are a cache hit
+    cache_policy=content_cache(PIPELINE_MODULES, files=("path",)),
     persist_result=True,
 )
 def load_dataset(path: str, store: RecordStore) -> DatasetRef:

@@ -25,6 +25,9 @@ if "FTPREP_TEST_DB_DIR" not in os.environ:
     _DB_DIR_OWNER = True
 for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
     os.environ.pop(name, None)
+# No shared result storage from a developer's environment or .env (blank = unset, and .env is not read for it);
+# the tests that share results set FTPREP_RESULT_STORAGE for the commands they start.
+os.environ["FTPREP_RESULT_STORAGE"] = ""
 
 from tests.openai_stub import StubOpenAI  # noqa: E402
 

@@ -191,6 +191,7 @@ class RecordedRequest:
     file_id: str | None = None  # id of a file created by this request (even if the response was dropped)
     job_id: str | None = None  # id of a fine-tuning job created by this request (even if the response was dropped)
     error: str | None = None  # e.g. "client disconnected" or a traceback of a stub bug
+    answered_at: float | None = None  # when the response was ready to send (None: no response was sent)
 
 
 @dataclass
@@ -953,6 +954,7 @@ class _Handler(BaseHTTPRequestHandler):
         if resp.stream is None and self.command != "HEAD":
             self._headers_buffer.append(resp.body)
         rec.status = resp.status  # before writing: the client may look at the record as soon as it has read
+        rec.answered_at = time.time()  # ... and may send its next request (max_in_flight counts this one done)
         self.flush_headers()
         if resp.stream is not None and self.command != "HEAD":
             for chunk in resp.stream.iter_bytes():
@@ -1089,7 +1091,7 @@ class StubOpenAI:
     Helpers: ``requests`` (snapshot list of :class:`RecordedRequest`), ``count()``, ``reset_records()``,
     ``files_for()``, ``file_content()``, ``seed_file()``, ``fail_processing_for()``, ``inject()``,
     ``clear_faults()``, ``jobs``, ``job()``, ``advance_job()``, ``fail_jobs()``, ``fine_tuned_models``,
-    ``price_reply()``, ``factor_for()``, ``chat_count()``.
+    ``price_reply()``, ``factor_for()``, ``chat_count()``, ``max_in_flight()`` (the most requests held at once).
     """
 
     def __init__(self, api_key: str | None = DEFAULT_API_KEY, processing_polls: int = 0, *,
@@ -1390,6 +1392,19 @@ class StubOpenAI:
         """Chat completion requests received (faulted and refused ones too), for ``model`` or for all."""
         return sum(1 for r in self.requests if r.method == "POST" and r.path == "/v1/chat/completions"
                    and (model is None or (isinstance(r.json, dict) and r.json.get("model") == model)))
+
+    def max_in_flight(self, method: str = "POST", path: str = "/v1/chat/completions") -> int:
+        """The most ``method path`` requests the stub held at once: received, not yet answered. A request that
+        got no answer (reset, dropped) counts as in flight until the end."""
+        events = []
+        for r in self.requests:
+            if r.method == method and r.path == path:
+                events += [(r.started_at, 1), (r.answered_at if r.answered_at is not None else math.inf, -1)]
+        peak = current = 0
+        for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an answer before a request at the same time
+            current += step
+            peak = max(peak, current)
+        return peak
 
     def factor_for(self, model: str) -> float:
         """``price_reply``'s factor for ``model``: the first matching ``price_factors`` pattern, else

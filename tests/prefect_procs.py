@@ -125,15 +125,17 @@ def prefect_server(home: Path, log: Path, timeout: float = 120, database_url: st
 
     Yields the environment for Prefect commands and workers against it: this process's environment without
     any OPENAI_* or PREFECT_* setting, plus PREFECT_HOME, PREFECT_API_URL (``http://127.0.0.1:PORT/api``),
-    PWD = the repository (prefect.yaml's pull step uses it), no telemetry and a worker that polls every
-    second, and ``extra_env``. The server is stopped when the context ends.
+    PWD = the repository (prefect.yaml's pull step uses it), no telemetry, a worker that polls every second, a
+    request denied a global concurrency slot that asks again within a second (the server's default allows up to
+    30 s), and ``extra_env``. The server is stopped when the context ends.
     """
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PREFECT_"))}
     env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PWD=str(ROOT),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
-               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1", **extra_env)
+               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
+               PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="1", **extra_env)
     server_env = dict(env, PREFECT_API_DATABASE_CONNECTION_URL=database_url) if database_url else env
     if not database_url:
         seed_database(home / "prefect.db")  # Prefect's default database in PREFECT_HOME, already migrated

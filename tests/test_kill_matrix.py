@@ -32,7 +32,10 @@ def kill_each_at_its_stage(runs: dict[str, list[str]], env: dict[str, str], cwd:
     procs = {}
     for stage, args in runs.items():
         marker = cwd / f"paused-{stage}"
-        run_env = dict(env, FTPREP_TEST_PAUSE=stage, FTPREP_TEST_PAUSE_FILE=str(marker))
+        # every task runs its body, so each run reaches its stage's pause point: cache keys come from content, so a
+        # load of the same bytes (at any path) would otherwise be a cache hit of an earlier run and skip it
+        run_env = dict(env, FTPREP_TEST_PAUSE=stage, FTPREP_TEST_PAUSE_FILE=str(marker),
+                       PREFECT_TASKS_REFRESH_CACHE="true")
         procs[stage] = (marker, subprocess.Popen([FTPREP, *args], env=run_env, cwd=cwd, stdout=subprocess.DEVNULL,
                                                  stderr=subprocess.PIPE, start_new_session=True))
     deadline = time.monotonic() + 180
@@ -68,7 +71,7 @@ def test_a_run_killed_at_any_stage_leaves_the_previous_output_intact(tmp_path, c
 
     runs = {}
     for i, stage in enumerate(STAGES):
-        source = tmp_path / f"copy-{stage}.pkl"  # a new path: the load task is not a cache hit
+        source = tmp_path / f"copy-{stage}.pkl"  # each run its own file (not a cache miss: see kill_each_at_its_stage)
         shutil.copy(sample_pickle, source)
         runs[stage] = ["prepare", "--data", str(source), "--out", "out", "--train-size", str(41 + i),
                        "--validation-size", "10"]  # new content for each run

@@ -349,3 +349,24 @@ def test_dataset_to_fine_tuned_model_to_evaluation(openai_stub: StubOpenAI, clie
         errors.append(abs(float((chat.choices[0].message.content or "").removeprefix("Price is $")) - price))
     assert errors == [1.0] * len(truth)
     assert openai_stub.count("POST", "/v1/chat/completions") == len(truth)
+
+
+def test_max_in_flight_counts_the_requests_held_at_once(openai_stub, client):
+    """The stub's measure of a concurrency limit: requests received and not yet answered, at the worst moment."""
+    import threading
+
+    openai_stub.inject("POST", "/v1/chat/completions", "delay", times=None, seconds=0.3)
+
+    def ask() -> None:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hat"}])
+
+    ask()
+    ask()
+    assert openai_stub.max_in_flight() == 1
+    openai_stub.reset_records()
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert openai_stub.max_in_flight() == 3 and openai_stub.max_in_flight("GET", "/v1/files") == 0

@@ -193,7 +193,7 @@ def test_a_run_killed_at_any_stage_leaves_the_previous_manifest_and_files(s3, tm
 
     before = snapshot()
     runs = {stage: ["prepare", "--data", put(s3, f"{s3.bucket}/copy-{stage}.pkl", sample_pickle.read_bytes()),
-                    "--out", out, "--validation-size", "10", "--train-size", str(41 + i)]  # new URL, new content
+                    "--out", out, "--validation-size", "10", "--train-size", str(41 + i)]  # new output content
             for i, stage in enumerate(STAGES)}
 
     def intact(stage: str) -> None:

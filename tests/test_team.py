@@ -67,7 +67,9 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
     from prefect.client.schemas.actions import VariableCreate, WorkPoolCreate
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    env = team_server.env
+    # shared results (README "Run as a team"): the setup step saves the block, the runs on both workers use it
+    results = f"s3://{BUCKET}/results"
+    env = dict(team_server.env, FTPREP_RESULT_STORAGE=results)
     machines = {m: _mkdir(tmp_path / f"machine-{m}") for m in ("a", "b")}
     worker_env = dict(env, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url,
                       **s3_service.env)
@@ -95,7 +97,7 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
         assert deployment.parameters["data"] == sample_url
 
         assert setup.wait(timeout=120) == 0, tail(setup_log)
-        assert sample_url in setup_log.read_text()
+        assert sample_url in setup_log.read_text() and results in setup_log.read_text()
         bucket = s3_service.client()
         stored = bucket.get_object(Bucket=BUCKET, Key="sample/items.pkl")["Body"].read()
         assert hashlib.sha256(stored).digest() == hashlib.sha256(sample_pickle.read_bytes()).digest()
@@ -128,6 +130,12 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
             assert len(bucket.get_object(Bucket=BUCKET, Key=train)["Body"].read().splitlines()) == 100
 
     assert len(openai_stub.files_for("fine-tune")) == 4
+    # the results and cache records are in the bucket, none in a machine's PREFECT_HOME: each run's own (its
+    # result, split, format, write, validate) and one load record: the same dataset, so the same key
+    stored = s3_service.client().list_objects_v2(Bucket=BUCKET, Prefix="results/").get("Contents", [])
+    assert len(stored) >= 2 * 5 + 1, [o["Key"] for o in stored]
+    for path in machines.values():
+        assert not any((path / "prefect-home").glob("storage/*"))
     # the runs are rows of the server's PostgreSQL database
     ids = ", ".join(f"'{run.id}'" for run in runs.values())
     assert team_server.sql(f"SELECT state_type FROM flow_run WHERE id IN ({ids})").split() == ["COMPLETED"] * 2
