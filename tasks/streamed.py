@@ -242,7 +242,7 @@ class ParquetRecords(Sequence):
 
     def _row(self, i: int) -> Record:
         rows = self._rows
-        if rows is None or not rows[0] <= i < rows[0] + PYTHON_ROWS:
+        if rows is None or not rows[0] <= i < rows[0] + len(rows[1][self.columns[0]] if self.columns else ()):
             k = bisect.bisect_right(self._starts, i) - 1
             with self._lock:
                 if self._group is None or self._group[0] != k:
