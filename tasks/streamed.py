@@ -2,10 +2,11 @@
 
 :class:`JsonlRecords` checks every line once (it parses, it is an object) and keeps only the start offset of each
 record's line (an int64 array, 8 bytes a record); records are read and parsed again when asked for: in order
-for iteration, by seek for one position, sorted by offset for a batch (:meth:`JsonlRecords.take`, what a
-shuffled split uses). :class:`ParquetRecords` keeps the file's metadata; records come a row group at a time, of
-only the columns asked for (:meth:`ParquetRecords.project`). A URL (``s3://``…) is copied once to a local
-temporary file (disk, not memory) so that random access never costs a request per record.
+for iteration, a batch of positions in file order (:meth:`JsonlRecords.take`; neighbouring records in one read),
+one position by seek. :class:`ParquetRecords` keeps the file's metadata; records come a row group at a time,
+of only the columns asked for (:meth:`ParquetRecords.project`). A URL (``s3://``…) is read in ranges like a
+local file; a JSONL URL wanted out of order (a shuffled split) is first copied to a local temporary file
+(disk, not memory), so that random access never costs a request per record.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import threading
 import weakref
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from contextlib import contextmanager
+from typing import IO, Any
 
 import orjson
 
@@ -68,30 +70,46 @@ def parse_line(line: bytes, path: Any, lineno: int | str) -> Record:
     return obj
 
 
-# ---------------------------------------------------------------------------------------- local file
-class _Local:
-    """The dataset as a local file: the path itself, or a temporary copy of a URL (removed with its owner)."""
+# ------------------------------------------------------------------------------------------- source
+class _Source:
+    """Where a dataset's bytes are: a local file, or a URL read in ranges; both checked unchanged on each open.
 
-    def __init__(self, owner: object, path: str | os.PathLike):
+    A URL is copied to a local temporary file (disk, not memory; removed with its owner) only when records are
+    wanted out of order (a shuffled split), where a range request per record would crawl.
+    """
+
+    def __init__(self, path: str | os.PathLike):
         self.shown = str(path)
-        if storage.is_url(path):
-            fd, tmp = tempfile.mkstemp(prefix="ftprep-dataset-", suffix=storage.suffix(path))
-            weakref.finalize(owner, _remove, tmp)
-            with os.fdopen(fd, "wb") as out, storage.open_read(path) as src:
-                shutil.copyfileobj(src, out, CHUNK)
-            self.path = tmp
-        else:
-            self.path = os.fspath(path)
-        st = os.stat(self.path)
-        self.stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        self.path = str(path) if storage.is_url(path) else os.fspath(path)
+        self.stamp = self._stamp(None)
 
-    def open(self):
-        f = open(self.path, "rb")  # noqa: SIM115 - closed by the caller
-        st = os.fstat(f.fileno())
-        if (st.st_size, st.st_mtime_ns, st.st_ino) != self.stamp:
-            f.close()
-            raise InputError(f"{self.shown} changed since it was loaded; run again")
-        return f
+    @property
+    def local(self) -> bool:
+        return not storage.is_url(self.path)
+
+    def _stamp(self, f: Any) -> tuple:
+        if not self.local:
+            found = storage.info(self.path)
+            return found["size"], found.get("etag"), found.get("mtime_ns")
+        st = os.fstat(f.fileno()) if f is not None else os.stat(self.path)
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    @contextmanager
+    def open(self) -> Iterator[IO[bytes]]:
+        with storage.open_read(self.path) as f:
+            if self._stamp(f) != self.stamp:
+                raise InputError(f"{self.shown} changed since it was loaded; run again")
+            yield f
+
+    def copy_to_disk(self, owner: object) -> None:
+        if self.local:
+            return
+        fd, tmp = tempfile.mkstemp(prefix="ftprep-dataset-", suffix=storage.suffix(self.path))
+        weakref.finalize(owner, _remove, tmp)
+        with os.fdopen(fd, "wb") as out, self.open() as src:
+            shutil.copyfileobj(src, out, CHUNK)
+        self.path = tmp
+        self.stamp = self._stamp(None)
 
 
 def _remove(path: str) -> None:
@@ -99,6 +117,14 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+class _Opened:
+    def __init__(self, file: IO[bytes], context: Any):
+        self.file, self.context = file, context
+
+    def close(self) -> None:
+        self.context.__exit__(None, None, None)
 
 
 def _close(handle: list) -> None:
@@ -111,11 +137,10 @@ class JsonlRecords(Sequence):
     """The records of a JSONL file, one per non-blank line, parsed when asked for (see the module)."""
 
     def __init__(self, path: str | os.PathLike):
-        self._file = _Local(self, path)
+        self._file = _Source(path)
         self._offsets = array("q")
         self._lock = threading.Lock()
-        self._handle: list = [None]  # one shared handle for random access, opened on first use
-        self._at = 0  # where that handle is
+        self._handle: list = [None]  # (file, its context) for random access, opened on first use
         weakref.finalize(self, _close, self._handle)
         with self._file.open() as f:
             position = 0
@@ -124,6 +149,7 @@ class JsonlRecords(Sequence):
                     parse_line(line, self._file.shown, lineno)  # checked once, for one clear error now
                     self._offsets.append(position)
                 position += len(line)
+        self._offsets.append(position)  # the end: record i's line is offsets[i]..offsets[i + 1] (and blanks)
 
     @property
     def index_bytes(self) -> int:
@@ -131,25 +157,19 @@ class JsonlRecords(Sequence):
         return self._offsets.itemsize * len(self._offsets)
 
     def __len__(self) -> int:
-        return len(self._offsets)
+        return len(self._offsets) - 1
 
     def __repr__(self) -> str:
         return f"JsonlRecords({self._file.shown!r}, {len(self):,} records)"
 
-    def _lines(self, offsets: Iterable[int]) -> list[bytes]:
+    def _read(self, start: int, end: int) -> bytes:
         with self._lock:
-            f = self._handle[0]
-            if f is None:
-                f = self._handle[0] = self._file.open()
-            lines, at = [], self._at
-            for offset in offsets:
-                if at != offset:
-                    f.seek(offset)
-                line = f.readline()
-                lines.append(line)
-                at = offset + len(line)
-            self._at = at
-            return lines
+            if self._handle[0] is None:
+                context = self._file.open()
+                self._handle[0] = _Opened(context.__enter__(), context)
+            f = self._handle[0].file
+            f.seek(start)
+            return f.read(end - start)
 
     def _parse(self, line: bytes, i: int) -> Record:
         return parse_line(line, self._file.shown, f"record {i}")
@@ -163,13 +183,35 @@ class JsonlRecords(Sequence):
         if not -n <= i < n:
             raise IndexError(i)
         i %= n
-        return self._parse(self._lines([self._offsets[i]])[0], i)
+        return self._parse(self._read(self._offsets[i], self._offsets[i + 1]), i)
 
     def take(self, indices: Iterable[int]) -> dict[int, Record]:
-        """The records at ``indices`` (a batch, any order), read in file order: {position: record}."""
-        wanted = sorted(set(indices), key=self._offsets.__getitem__)
-        lines = self._lines(self._offsets[i] for i in wanted)
-        return {i: self._parse(line, i) for i, line in zip(wanted, lines, strict=True)}
+        """The records at ``indices`` (a batch, any order), read in file order: {position: record}.
+
+        Runs of neighbouring records are read with one read each (a batch of an unshuffled split is one run).
+        """
+        wanted = sorted(set(indices))
+        if not wanted:
+            return {}
+        if not (0 <= wanted[0] and wanted[-1] < len(self)):
+            raise IndexError(wanted[0] if wanted[0] < 0 else wanted[-1])
+        if not self._file.local and wanted[-1] - wanted[0] + 1 > 2 * len(wanted):
+            with self._lock:  # out of order from a URL: read from a local copy from now on
+                _close(self._handle)
+                self._handle[0] = None
+                self._file.copy_to_disk(self)
+        found, run = {}, [wanted[0]]
+        for i in wanted[1:] + [None]:
+            if i is not None and i - run[-1] <= 4:  # near enough: read the few records between too
+                run.append(i)
+                continue
+            base = self._offsets[run[0]]
+            data = self._read(base, self._offsets[run[-1] + 1])
+            for j in run:
+                found[j] = self._parse(data[self._offsets[j] - base : self._offsets[j + 1] - base], j)
+            if i is not None:
+                run = [i]
+        return found
 
     def __iter__(self) -> Iterator[Record]:
         with self._file.open() as f:
@@ -205,17 +247,24 @@ class ParquetRecords(Sequence):
     def __init__(self, path: str | os.PathLike, *, _base: ParquetRecords | None = None,
                  columns: Sequence[str] | None = None):
         if _base is not None:
-            self._base = _base  # keeps a URL's local copy while this view lives
+            self._base = _base  # keeps the base's open file while this view lives
             self._file, self._pf, self._starts, self._n = _base._file, _base._pf, _base._starts, _base._n
             self._lock = _base._lock
             self.columns = tuple(c for c in _base.columns if c in set(columns or ()))
         else:
             import pyarrow.parquet as pq
 
-            self._file = _Local(self, path)
+            self._file = _Source(path)
             self._lock = threading.Lock()
+            handle: list = [None]
+            weakref.finalize(self, _close, handle)
             try:
-                self._pf = pq.ParquetFile(self._file.path)
+                if self._file.local:
+                    self._pf = pq.ParquetFile(self._file.path)
+                else:  # a seekable stream: pyarrow reads the footer, then the row groups it needs, in ranges
+                    context = self._file.open()
+                    handle[0] = _Opened(context.__enter__(), context)
+                    self._pf = pq.ParquetFile(handle[0].file)
                 for _ in self._pf.iter_batches(batch_size=65_536):  # every page decodes: a bad file fails now
                     pass
             except Exception as e:  # pyarrow raises several unrelated types for a bad file
