@@ -146,6 +146,7 @@ def make_run(rounds: int) -> None:
 def curve(server_env: dict[str, str], sizes: list[int]) -> None:
     from scripts.sample import generate_items
 
+    OUT.mkdir(parents=True, exist_ok=True)
     print("JSONL inputs, --no-upload, all records but 1,000 for training, validation gate on; what grows with N: the "
           "line index (8 B a record) and validation's duplicate/leakage digests")
     for n in sizes:
