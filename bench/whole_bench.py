@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/whole_bench.py                 # 400k, 500/50 with upload, warm make-run command
     .venv/bin/python bench/whole_bench.py --curve          # also JSONL inputs of 100k, 400k (and --big: 2M)
+    .venv/bin/python bench/whole_bench.py --curve-only [--big]   # only the JSONL streaming curve
 
 Printed, each side in its own process (wall from process start to exit, peak RSS: the process's VmHWM):
 
@@ -145,7 +146,9 @@ def make_run(rounds: int) -> None:
 def curve(server_env: dict[str, str], sizes: list[int]) -> None:
     from scripts.sample import generate_items
 
-    print("JSONL inputs, --no-upload, all records but 1,000 for training")
+    OUT.mkdir(parents=True, exist_ok=True)
+    print("JSONL inputs, --no-upload, all records but 1,000 for training, validation gate on; what grows with N: the "
+          "line index (8 B a record) and validation's duplicate/leakage digests")
     for n in sizes:
         data = OUT / f"items-{n}.jsonl"
         if not data.exists():
@@ -155,7 +158,8 @@ def curve(server_env: dict[str, str], sizes: list[int]) -> None:
         wall, rss = measure([FTPREP, "prepare", "--data", str(data), "--train-size", str(n - 1000),
                              "--validation-size", "1000", "--no-upload", "--out", tempfile.mkdtemp()],
                             fresh_store(server_env))
-        print(f"  {n:>9,} items  {wall:6.1f} s  peak RSS {rss:6.0f} MB  ({data.stat().st_size / 1e6:.0f} MB file)")
+        print(f"  {n:>9,} items  {wall:6.1f} s  ({wall / n * 1e6:5.1f} us/item)  peak RSS {rss:6.0f} MB  "
+              f"({data.stat().st_size / 1e6:.0f} MB file, line index {8 * n / 1e6:.1f} MB)")
 
 
 def main() -> None:
@@ -163,7 +167,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--curve", action="store_true", help="also the JSONL streaming curve (100k, 400k)")
-    ap.add_argument("--big", action="store_true", help="with --curve: also 2M items")
+    ap.add_argument("--curve-only", action="store_true", help="only the JSONL streaming curve")
+    ap.add_argument("--big", action="store_true", help="with --curve or --curve-only: also 2M items")
     args = ap.parse_args()
     from tests.prefect_procs import prefect_server
 
@@ -173,11 +178,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home, prefect_server(Path(home), Path(home) / "server.log") as server:
         server_env = dict(env, **server)
         server_env["TIKTOKEN_CACHE_DIR"] = os.environ["TIKTOKEN_CACHE_DIR"]
-        big_run(server_env, args.n, args.rounds)
-        everyday(server_env, args.rounds)
-        if args.curve:
+        if not args.curve_only:
+            big_run(server_env, args.n, args.rounds)
+            everyday(server_env, args.rounds)
+        if args.curve or args.curve_only:
             curve(server_env, [100_000, 400_000] + ([2_000_000] if args.big else []))
-    make_run(2)
+    if not args.curve_only:
+        make_run(2)
 
 
 if __name__ == "__main__":

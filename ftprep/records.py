@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,27 @@ Record = dict[str, Any]
 Reader = Callable[[Path], Sequence[Record]]
 
 
+def take(records: Sequence[Record], indices: Sequence[int]) -> Mapping[int, Record] | Sequence[Record]:
+    """Something to index by the positions in ``indices``: a file-backed sequence reads them as one batch (in file
+    order, whatever the order of ``indices``); a sequence in memory is returned as it is."""
+    fetch = getattr(records, "take", None)
+    return records if fetch is None else fetch(indices)
+
+
+def project(records: Sequence[Record], names: Iterable[str]) -> Sequence[Record]:
+    """The records with at least the fields ``names`` (a table reads only those columns); others as they are."""
+    narrow = getattr(records, "project", None)
+    return records if narrow is None else narrow(names)
+
+
 class RecordStore:
     """Records by dataset sha256, read with ``reader`` at most once while they are kept.
 
     One store lives for one flow run (the flow makes it and hands it to its tasks as an argument that is left
     out of cache keys), so a long-lived worker does not keep every dataset it ever read. It keeps ``keep``
     datasets (the training data and a separate validation dataset); re-reading a 400k-item pickle costs
-    seconds, so the tasks of one run share what the load task read.
+    seconds, so the tasks of one run share what the load task read. JSONL and Parquet datasets are kept as
+    sequences that read on demand (``tasks/streamed.py``): what is kept is their line index or file metadata.
     """
 
     def __init__(self, reader: Reader, keep: int = 2):

@@ -18,7 +18,7 @@ from ftprep import storage
 from ftprep.models import SplitPlan, Template, ValidationReport
 from ftprep.names import CHART_TARGETS, CHART_TOKENS
 from ftprep.numeric import NumericError, check_number
-from ftprep.records import RecordStore
+from ftprep.records import RecordStore, project, take
 from ftprep.steps import task
 from tasks.chart_draw import TARGETS, TOKENS, Painter
 from tasks.split import slice_indices
@@ -30,9 +30,11 @@ def target_values(records: Sequence[dict[str, Any]], indices: Sequence[int], fie
     """The target's values of the selected records (an even sample of at most MAX_POINTS), numbers only."""
     step = max(1, len(indices) // MAX_POINTS)
     values = []
-    for i in indices[::step]:
+    chosen = indices[::step]
+    batch = take(project(records, (field,)), chosen)
+    for i in chosen:
         try:
-            values.append(float(check_number(records[i].get(field))))
+            values.append(float(check_number(batch[i].get(field))))
         except NumericError:
             continue  # the write step already refused bad values of rendered fields
     return values

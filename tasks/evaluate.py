@@ -34,7 +34,7 @@ from ftprep.names import DEFAULT_PROJECT, LATEST_FILES, LATEST_MODEL, variable_n
 from ftprep.numeric import NumericError, check_number
 from ftprep.openai_models import inference_cost
 from ftprep.progress import bar
-from ftprep.records import RecordStore
+from ftprep.records import RecordStore, take
 from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, slot
 from ftprep.steps import task
 from tasks.format import compile_template
@@ -159,9 +159,10 @@ def test_items(data: DatasetRef, template: Template, n: int, seed: int | None, s
     not boolean: the one numeric check prepare uses)."""
     records = store.read(data.path, data.sha256)
     chosen = pick(len(records), n, seed)
+    batch = take(records, chosen)  # a file-backed dataset reads them in one pass
     conversations, truths = [], []
     for i in chosen:
-        record = records[i]
+        record = batch[i]
         try:
             truth = float(check_number(record.get(price_field), nonnegative=True))
         except NumericError as e:

@@ -180,6 +180,15 @@ def template_fields(template: Template) -> tuple[str, ...]:
     return tuple(names)
 
 
+def record_fields(template: Template) -> tuple[str, ...]:
+    """Every field rendering may read: the template's own, and those its derived fields are made from."""
+    names = dict.fromkeys(template_fields(template))
+    for name in list(names):
+        for need in DERIVED.get(name, (None, ()))[1]:
+            names.update(dict.fromkeys(sorted(need)))
+    return tuple(names)
+
+
 def check_fields(template: Template, data: DatasetRef) -> None:
     have = set(data.fields)
     for name in template_fields(template):

@@ -1,7 +1,8 @@
 """Load: read a dataset file into records, safely, and describe it by content.
 
-Pure part: :func:`read_records` reads pickles (without importing or running anything the pickle names),
-CSV, JSONL and Parquet into a sequence of ``dict`` records. Task part: :func:`load_dataset` hashes the
+Pure part: :func:`read_records` reads pickles (without importing or running anything the pickle names) and
+CSV into a sequence of ``dict`` records in memory, and JSONL and Parquet into sequences that read records on
+demand (:mod:`tasks.streamed`). Task part: :func:`load_dataset` hashes the
 file, reads it once into the run's :class:`~ftprep.records.RecordStore` and returns a small
 :class:`DatasetRef`; later tasks get the records back through :func:`records_for` and the same store.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import _compat_pickle
 import io
-import json
 import math
 import os
 import pickle
@@ -20,16 +20,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ftprep import storage
 from ftprep.caching import content_cache
 from ftprep.errors import InputError, UnsafePickleError
 from ftprep.models import DatasetRef
 from ftprep.pause import pause_point
-from ftprep.records import Record, RecordStore
+from ftprep.records import Record, RecordStore, take
 from ftprep.steps import task
 from tasks import PIPELINE_MODULES
+from tasks.streamed import read_jsonl, read_parquet
 
 FORMATS = {
     ".pkl": "pickle",
@@ -256,57 +255,6 @@ def read_csv(path: Path | str) -> ColumnRecords:
     return _frame_records(df)
 
 
-def read_parquet(path: Path | str) -> ColumnRecords:
-    import pyarrow.parquet as pq
-
-    try:
-        with storage.open_read(path) as f:  # a seekable stream: pyarrow reads the footer, then the columns
-            table = pq.read_table(f)
-    except Exception as e:  # pyarrow raises several unrelated types for a bad file
-        raise InputError(f"{path} is not a readable Parquet file ({type(e).__name__}); re-export it") from None
-    return _frame_records(table.to_pandas())
-
-
-def _lenient_json(line: bytes, where: str) -> Any:
-    """Python's json (NaN/Infinity, as Python writes them) for a line orjson refused; None if not JSON either."""
-    try:
-        obj = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    except RecursionError:  # orjson stops at 1024 levels; Python's json recurses until it cannot
-        raise InputError(f"{where} nests JSON arrays or objects too deeply; flatten or remove that line") from None
-    try:
-        orjson.dumps(obj)  # what json accepts and orjson cannot write back: a lone surrogate, or a huge integer
-    except orjson.JSONEncodeError as e:
-        if "surrogate" not in str(e):
-            return obj  # an integer beyond 64 bits: the template's numeric check names it
-        raise InputError(f"{where} holds text that is not valid Unicode (a lone surrogate such as \\ud800); fix "
-                         "or remove that line") from None
-    return obj
-
-
-def read_jsonl(path: Path | str) -> list[Record]:
-    records = []
-    with storage.open_read(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                if "depth limit" in str(e) or "recursion" in str(e):  # the same limit on every Python version
-                    raise InputError(f"{path}:{lineno} nests JSON arrays or objects too deeply (more than 1,024 "
-                                     "levels); flatten or remove that line") from None
-                obj = _lenient_json(line, f"{path}:{lineno}")  # NaN/Infinity: checked later, by the template
-                if obj is None:
-                    what = "not UTF-8" if "utf-8" in str(e).lower() else "not valid JSON"
-                    raise InputError(f"{path}:{lineno} is {what}; fix or remove that line") from None
-            if not isinstance(obj, dict):
-                raise InputError(f"{path}:{lineno} is a JSON {type(obj).__name__}, not an object")
-            records.append(obj)
-    return records
-
-
 _READERS = {"pickle": read_pickle, "csv": read_csv, "jsonl": read_jsonl, "parquet": read_parquet}
 
 
@@ -344,10 +292,15 @@ def read_records(path: str | os.PathLike) -> Sequence[Record]:
 
 
 def field_names(records: Sequence[Record], sample: int = 1000) -> tuple[str, ...]:
+    columns = getattr(records, "columns", None)  # a table's fields are its columns
+    if columns is not None:
+        return tuple(columns)
     names: dict[str, None] = {}
     step = max(1, len(records) // sample)
-    for i in range(0, len(records), step):
-        names.update(dict.fromkeys(records[i]))
+    positions = range(0, len(records), step)
+    batch = take(records, positions)
+    for i in positions:
+        names.update(dict.fromkeys(batch[i]))
     return tuple(names)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 
 import orjson
@@ -18,7 +18,7 @@ from prefect import get_run_logger
 from ftprep.errors import InputError
 from ftprep.models import DatasetRef, Slice, SplitConfig, SplitPlan
 from ftprep.openai_models import MIN_EXAMPLES
-from ftprep.records import Record, RecordStore
+from ftprep.records import Record, RecordStore, take
 from ftprep.steps import task
 from tasks import PIPELINE_CACHE
 
@@ -68,10 +68,9 @@ def check_disjoint(plan: SplitPlan, records_for: Callable[[DatasetRef], Sequence
     v = plan.validation
     if v is None or v.dataset.sha256 == plan.train.dataset.sha256:
         return  # one dataset: disjoint ranges of one order, checked in plan_split
-    train_records = records_for(plan.train.dataset)
-    seen = {_record_key(train_records[i]): i for i in slice_indices(plan.train)}
-    val_records = records_for(v.dataset)
-    shared = [(i, seen[k]) for i in slice_indices(v) if (k := _record_key(val_records[i])) in seen]
+    seen = {_record_key(r): i for i, r in _selected(records_for(plan.train.dataset), slice_indices(plan.train))}
+    shared = [(i, seen[k]) for i, r in _selected(records_for(v.dataset), slice_indices(v))
+              if (k := _record_key(r)) in seen]
     if shared:
         (vi, ti), n = shared[0], len(shared)
         raise InputError(
@@ -79,6 +78,15 @@ def check_disjoint(plan: SplitPlan, records_for: Callable[[DatasetRef], Sequence
             f"{plan.train.dataset.path} (e.g. validation record {vi} = training record {ti}); remove them from "
             "one dataset so validation stays unseen"
         )
+
+
+def _selected(records: Sequence[Record], indices: Sequence[int], chunk: int = 2000) -> Iterator[tuple[int, Record]]:
+    """(position, record) for each of ``indices``, a chunk at a time (a file-backed dataset reads a chunk at once)."""
+    for start in range(0, len(indices), chunk):
+        part = indices[start : start + chunk]
+        batch = take(records, part)
+        for i in part:
+            yield i, batch[i]
 
 
 @lru_cache(maxsize=4)

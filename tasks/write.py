@@ -26,10 +26,10 @@ from ftprep.models import FormatPlan, Slice, SplitPlan, WrittenFile, WrittenFile
 from ftprep.names import ARTIFACT_WRITE_PROGRESS, DEFAULT_PROJECT, FILE_NAMES, artifact_key
 from ftprep.pause import pause_point
 from ftprep.progress import bar
-from ftprep.records import RecordStore
+from ftprep.records import RecordStore, project, take
 from ftprep.steps import task
 from tasks import PIPELINE_CACHE
-from tasks.format import Renderer, compile_template
+from tasks.format import Renderer, compile_template, record_fields
 from tasks.split import slice_indices
 
 CHUNK_LINES = 2000
@@ -85,7 +85,8 @@ def write_jsonl(
         try:
             total = len(indices)
             for start in range(0, total, CHUNK_LINES):
-                sink.put(render.chunk(records, indices[start : start + CHUNK_LINES]))
+                chunk = indices[start : start + CHUNK_LINES]
+                sink.put(render.chunk(take(records, chunk), chunk))  # a file-backed dataset reads a chunk at once
                 if progress:
                     progress(role, min(start + CHUNK_LINES, total), total)
         finally:
@@ -127,7 +128,7 @@ def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path | str, store: Re
     try:
         digests = {}
         for role, s in slices.items():
-            records = store.read(s.dataset.path, s.dataset.sha256)
+            records = project(store.read(s.dataset.path, s.dataset.sha256), record_fields(fmt.template))
             digests[role] = write_jsonl(storage.join(stage, FILE_NAMES[role]), records, slice_indices(s), render,
                                         progress, role)
             pause_point("write")  # tests: killed between the two files

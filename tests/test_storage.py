@@ -70,6 +70,29 @@ def test_every_format_reads_from_s3_as_from_disk(s3, tmp_path, fmt):
     assert ref.size_bytes == local.stat().st_size and ref.records == 50
 
 
+def test_a_jsonl_url_is_read_in_ranges_and_copied_to_disk_only_for_shuffled_access(s3):
+    import gc
+    import random
+
+    from ftprep.records import take
+    from tasks.load import read_records
+
+    rows = [{"question": f"q{i}", "price": float(i)} for i in range(3_000)]
+    url = put(s3, f"{s3.bucket}/in/data.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    records = read_records(url)
+    batch = take(records, range(1_000, 3_000))  # an unshuffled split's chunk: one range read
+    assert [batch[i] for i in range(1_000, 3_000)] == rows[1_000:] and records._file.path == url
+    order = random.Random(4).sample(range(3_000), 500)
+    batch = take(records, order)
+    assert [batch[i] for i in order] == [rows[i] for i in order]
+    copy = records._file.path
+    assert copy != url and open(copy, "rb").read().count(b"\n") == 3_000
+    del records, batch
+    gc.collect()
+    with pytest.raises(FileNotFoundError):
+        open(copy, "rb")
+
+
 @pytest.mark.parametrize("size", [1000, 9 << 20])  # within one block, and past it (a multipart upload begun)
 def test_a_write_that_fails_leaves_no_object(s3, size):
     target = f"{s3.bucket}/out/file.jsonl"
