@@ -80,37 +80,10 @@ def test_deployment_runs_from_the_api_with_retry_history(tmp_path, server_env, o
         assert len((out / "fine_tune_train.jsonl").read_text().splitlines()) == 120
 
 
-def test_cancelling_a_fine_tune_run_cancels_its_job(tmp_path, server_env, openai_stub):
-    from prefect import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-    from prefect.states import Cancelling
-
-    env = server_env
-    training = openai_stub.seed_file("fine_tune_train.0123.jsonl", b'{"messages": []}\n' * 10)
-    openai_stub.job_script = ("validating_files", "queued", "running")  # a job that runs until cancelled
-
-    worker_log = tmp_path / "worker.log"
-    with worker(env, worker_log, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url), \
-            temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("fine-tune/fine-tune-latest")
-        flow_run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"training_file": training.id, "poll_seconds": 0.2})
-        wait_until(lambda: openai_stub.jobs and openai_stub.jobs[0]["status"] == "running", 120,
-                   "the job to run", interval=0.5)
-        client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
-
-        def cancelled():
-            state = client.read_flow_run(flow_run.id).state
-            return state.is_cancelled() and openai_stub.jobs[0]["status"] == "cancelled"
-
-        wait_until(cancelled, 90, f"the run and its job to be cancelled\n{tail(worker_log)}", interval=1)
-    job_id = openai_stub.jobs[0]["id"]
-    assert openai_stub.count("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel", exact=True) == 1
-
-
 def test_cancelling_one_of_two_runs_cancels_exactly_its_job(tmp_path, server_env, openai_stub):
-    """Runs A and B follow their own jobs; C reuses B's. Cancelling A cancels A's job only; cancelling C leaves
-    B's job (shared, said in one line); cancelling B then cancels it. No run's record is left behind."""
+    """Runs A and B follow their own jobs; C reuses B's. Cancelling A (from the API, as the UI's Cancel button
+    does) cancels A's job only, with one cancel request; cancelling C leaves B's job (shared, said in one line);
+    cancelling B then cancels it. No run's record is left behind."""
     from prefect import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.settings import PREFECT_API_URL, temporary_settings
