@@ -79,10 +79,13 @@ class OneLineErrors(logging.Filter):
 
 class QuietExpectedOnConsole(logging.Filter):
     """For the ``ftprep`` command: its terminal gets the expected error once, as the command's own ``error:``
-    line, not also as a log line (the run's logs on the server keep it)."""
+    line, not also as a log line (the run's logs on the server keep it); and not Prefect's "Still processing
+    items" lines, written while its log and event workers flush at exit on a busy machine (after that line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(record, "ftprep_expected", False)
+        if getattr(record, "ftprep_expected", False):
+            return False
+        return not (record.name.endswith("Worker") and str(record.msg).startswith("Still processing items"))
 
 
 # OneLineErrors first: it needs the record's exception object, which RedactingFilter replaces by redacted text

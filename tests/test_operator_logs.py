@@ -50,3 +50,20 @@ def test_an_expected_error_is_one_line_without_traceback(tmp_path, monkeypatch, 
     assert len(mentions) == 1, mentions
     assert not [m for m in logs if "Traceback" in m]
     assert "training needs records 0..899" in state.message
+
+
+def test_the_commands_terminal_drops_prefects_flush_progress_but_not_other_warnings():
+    """On a busy machine Prefect's event worker writes "Still processing items" while it flushes at exit, after
+    the command's one `error:` line; the command's console drops those lines (and only those)."""
+    import logging
+
+    from ftprep.logs import QuietExpectedOnConsole
+
+    def record(name: str, msg: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.WARNING, __file__, 1, msg, None, None)
+
+    quiet = QuietExpectedOnConsole()
+    assert not quiet.filter(record("EventsWorker", "Still processing items: 7 items remaining..."))
+    assert not quiet.filter(record("APILogWorker", "Still processing items: 2 items remaining..."))
+    assert quiet.filter(record("EventsWorker", "Failed to send events"))
+    assert quiet.filter(record("prefect.flow_runs", "Still processing items: a flow's own words"))
