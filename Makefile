@@ -8,9 +8,9 @@ LOCK := requirements/lock.txt
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 SAMPLE := data/sample/items.pkl
-# `make test` runs pytest on this many worker processes (pytest-xdist); most tests wait on servers and processes,
+# `make test` runs pytest on this many worker processes (pytest-xdist): 3 measured fastest on 2 cores (README);
 # so more workers than cores pay off. TEST_WORKERS=0 runs the suite in one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 
 # The interpreter's "major.minor", or a message saying why it cannot be used (checked in the recipes).
 PYVER := $(shell $(PYTHON) -c 'import sys; v = sys.version_info[:2]; print("%d.%d" % v if (3, 11) <= v <= (3, 13) else "unsupported-%d.%d" % v)' 2>/dev/null || echo missing)

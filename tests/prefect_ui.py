@@ -30,7 +30,7 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 WINDOW = (1440, 1000)
-TIMEOUT_MS = 90_000  # actions and lookups: the suite runs 4 workers on 2 cores, and the UI then renders slowly
+TIMEOUT_MS = 90_000  # actions and lookups: the suite runs 3 workers on 2 cores, and the UI then renders slowly
 
 # The line each failed upload attempt logs, e.g. "Upload attempt 1 of 5 failed: HTTP 503 (...)": matched
 # loosely (case, what comes before "attempt") so a rewording of its prefix does not break the checks.
