@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 SAMPLE := data/sample/items.pkl
 # `make test` runs pytest on this many worker processes (pytest-xdist): 3 measured fastest on 2 cores (README);
-# so more workers than cores pay off. TEST_WORKERS=0 runs the suite in one process.
+# most tests wait on servers and processes, so more workers than cores pay off. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 3
 
 # The interpreter's "major.minor", or a message saying why it cannot be used (checked in the recipes).
