@@ -23,6 +23,9 @@ export TIKTOKEN_CACHE_DIR ?= $(abspath ../shared/tiktoken-cache)
 # uv: trust the system's CA store (as pip does here); copy rather than hard-link when its cache is on another disk.
 export UV_NATIVE_TLS ?= 1
 export UV_LINK_MODE ?= copy
+# compile every package's bytecode at install: this machine sets PYTHONDONTWRITEBYTECODE=1, so a venv without .pyc
+# files compiles Prefect from source in every process (about 1 s of CPU each: each run, server and worker)
+export UV_COMPILE_BYTECODE ?= 1
 
 .PHONY: run test lint bench sample clean lock lock-upgrade check-python
 
