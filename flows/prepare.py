@@ -102,7 +102,7 @@ def prepare(
         try:
             uploaded = tuple(fut.result() for fut in futures)
         finally:  # a failed upload still leaves a whole generation: its pictures finish before the flow ends
-            charts.wait()
+            charts.wait(timeout=60)  # bounded: a stuck chart never holds the run
 
     result = PrepareResult(dataset=ref, split=plan, template=fmt.template.name, files=files, validation=report,
                            remote=settings.remote if uploaded else None, uploaded=uploaded,
