@@ -10,7 +10,8 @@ right after a flow returns sees whatever happened to arrive by then. :func:`sett
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -22,6 +23,26 @@ from prefect.logging.handlers import APILogWorker
 
 T = TypeVar("T")
 PAGE = 200
+
+
+@contextmanager
+def client_of(api_url: str) -> Iterator[Any]:
+    """A sync client of the server at ``api_url`` (another than the session's), for this block only.
+
+    Prefect's event and log workers are per process and connect to the API URL current when they start. Anything
+    done here that emits an event (loading a block emits one) starts them on this server; once it stops, they would
+    keep sending the session's later flow events to a dead address and those task runs would never be recorded.
+    So they are drained on the way out, and the next event starts them on the session's server again.
+    """
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+            yield client
+    finally:
+        APILogWorker.drain_all(timeout=60)
+        EventsWorker.drain_all(timeout=60)
 
 
 def read_all(read: Callable[[int, int], list[T]]) -> list[T]:

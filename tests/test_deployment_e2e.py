@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.prefect_api import client_of
 from tests.prefect_procs import prefect, prefect_server, tail, wait_until, worker
 
 
@@ -22,7 +23,6 @@ def server_env(tmp_path_factory):
 
 
 def test_deployment_runs_from_the_api_with_retry_history(tmp_path, server_env, openai_stub, sample_pickle):
-    from prefect import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
         ArtifactFilterKey,
@@ -31,7 +31,6 @@ def test_deployment_runs_from_the_api_with_retry_history(tmp_path, server_env, o
         LogFilter,
         LogFilterTaskRunId,
     )
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     env = server_env
 
@@ -43,7 +42,7 @@ def test_deployment_runs_from_the_api_with_retry_history(tmp_path, server_env, o
     worker_log = tmp_path / "worker.log"
     with worker(env, worker_log, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url,
                 FTPREP_RETRY_BASE_SECONDS="0.2") as worker_proc, \
-            temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+            client_of(env["PREFECT_API_URL"]) as client:
         deployment = client.read_deployment_by_name("prepare/prepare-sample")
         assert [s.schedule.cron for s in deployment.schedules] == ["0 6 * * 1"]
         flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
@@ -84,9 +83,7 @@ def test_cancelling_one_of_two_runs_cancels_exactly_its_job(tmp_path, server_env
     """Runs A and B follow their own jobs; C reuses B's. Cancelling A (from the API, as the UI's Cancel button
     does) cancels A's job only, with one cancel request; cancelling C leaves B's job (shared, said in one line);
     cancelling B then cancels it. No run's record is left behind."""
-    from prefect import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-    from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Cancelling
 
     env = server_env  # the module's server: the work pool and the deployments exist already
@@ -96,7 +93,7 @@ def test_cancelling_one_of_two_runs_cancels_exactly_its_job(tmp_path, server_env
 
     worker_log = tmp_path / "worker.log"
     with worker(env, worker_log, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url), \
-            temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+            client_of(env["PREFECT_API_URL"]) as client:
         deployment = client.read_deployment_by_name("fine-tune/fine-tune-latest")
 
         def run(file_id):

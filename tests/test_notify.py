@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.prefect_api import client_of
 from tests.prefect_procs import prefect_server, tail, wait_until
 
 FTPREP = str(Path(sys.executable).parent / "ftprep")
@@ -66,8 +67,6 @@ def ftprep(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedPr
 
 
 def test_failed_or_crashed_prepare_and_fine_tune_runs_post_one_message_each(tmp_path, receiver):
-    from prefect import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Crashed, Failed
 
     from ftprep.names import FLOW_EVALUATE, FLOW_FINE_TUNE, FLOW_PREPARE, NOTIFY_AUTOMATION, NOTIFY_BLOCK
@@ -85,7 +84,7 @@ def test_failed_or_crashed_prepare_and_fine_tune_runs_post_one_message_each(tmp_
         assert "created" not in second.stdout and second.stdout.count("updated") == 2, second.stdout
         assert HOOK_SECRET not in second.stdout + second.stderr
 
-        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        with client_of(env["PREFECT_API_URL"]) as client:
             assert len(client.read_automations_by_name(NOTIFY_AUTOMATION)) == 1
             blocks = [b for b in client.read_block_documents(include_secrets=False) if b.name == NOTIFY_BLOCK]
             assert len(blocks) == 1 and HOOK_SECRET not in str(blocks[0].data)  # the URL is a masked secret
@@ -100,7 +99,7 @@ def test_failed_or_crashed_prepare_and_fine_tune_runs_post_one_message_each(tmp_
         error_line = failed.stderr.strip().splitlines()[-1].removeprefix("error: ")
 
         wait_until(lambda: receiver.requests, 60, f"the notification\n{tail(server_log)}", interval=0.25)
-        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        with client_of(env["PREFECT_API_URL"]) as client:
             (cli_run,) = client.read_flow_runs()
             # Runs of deployments, ended by the API as a worker would report them: a scheduled prepare run that
             # fails, a fine-tune run that crashes, and an evaluate run that fails (not notified).

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.prefect_api import client_of
 from tests.prefect_procs import ROOT, prefect, process, tail, wait_until, worker
 
 BUCKET = "ftprep-team"
@@ -63,9 +64,7 @@ def run_state(client, flow_run_id):
 
 def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server, s3_service, repository,
                                                           openai_stub, sample_pickle):
-    from prefect import get_client
     from prefect.client.schemas.actions import VariableCreate, WorkPoolCreate
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     # shared results (README "Run as a team"): the setup step saves the block, the runs on both workers use it
     results = f"s3://{BUCKET}/results"
@@ -73,7 +72,7 @@ def test_two_machines_run_the_team_deployment_on_postgres(tmp_path, team_server,
     machines = {m: _mkdir(tmp_path / f"machine-{m}") for m in ("a", "b")}
     worker_env = dict(env, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url,
                       **s3_service.env)
-    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client, \
+    with client_of(env["PREFECT_API_URL"]) as client, \
             ExitStack() as stack:
         # one queue per machine, so each machine's worker takes exactly one of the two runs
         client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))

@@ -23,7 +23,7 @@ import pytest
 
 from ftprep.models import PrepareResult
 from ftprep.names import OPENAI_CONCURRENCY_LIMIT
-from tests.prefect_api import run_task_runs, settle
+from tests.prefect_api import client_of, run_task_runs, settle
 from tests.prefect_procs import ROOT
 
 CACHED_TASKS = ("load", "split", "format", "write", "validate")
@@ -142,8 +142,6 @@ def test_a_cached_reference_reads_this_runs_own_copy_of_the_dataset(tmp_path, mo
 
 def test_two_machines_share_cache_hits_results_and_the_openai_limit(tmp_path, clones, team_server, s3_service,
                                                                     openai_stub, sample_pickle, monkeypatch):
-    from prefect import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     bucket = f"ftprep-results-{uuid.uuid4().hex[:8]}"
     results = s3_service.make_bucket(bucket) + "/prefect"
@@ -173,8 +171,7 @@ def test_two_machines_share_cache_hits_results_and_the_openai_limit(tmp_path, cl
     assert second.files == first.files  # the same files: not written again
     assert openai_stub.count("POST") == 0, [(r.method, r.path) for r in openai_stub.requests]
 
-    with temporary_settings({PREFECT_API_URL: team_server.env["PREFECT_API_URL"]}), \
-            get_client(sync_client=True) as client:
+    with client_of(team_server.env["PREFECT_API_URL"]) as client:
         (run_a,), (run_b,) = prepare_runs(client, data["a"]), prepare_runs(client, data["b"])
         settle(client, [run_b.id])
         states: dict[str, set[str]] = {}
@@ -210,7 +207,6 @@ def test_two_machines_share_cache_hits_results_and_the_openai_limit(tmp_path, cl
     asked = openai_stub.chat_count()
     assert asked >= 20, asked  # 4 runs x 2 models x 3 items, less the few items two seeds share
     assert openai_stub.max_in_flight() == 2
-    with temporary_settings({PREFECT_API_URL: team_server.env["PREFECT_API_URL"]}), \
-            get_client(sync_client=True) as client:
+    with client_of(team_server.env["PREFECT_API_URL"]) as client:
         limit = client.read_global_concurrency_limit_by_name(OPENAI_CONCURRENCY_LIMIT)
         assert limit.limit == 2 and limit.active_slots == 0

@@ -13,6 +13,7 @@ import re
 
 import pytest
 
+from tests.prefect_api import client_of
 from tests.prefect_procs import prefect, prefect_server, tail, wait_until, worker
 from tests.prefect_ui import (
     RETRY_LINE,
@@ -35,8 +36,6 @@ TASKS = ("load", "split", "format", "write", "validate", "publish")
 
 def test_custom_run_from_the_ui(tmp_path, openai_stub, sample_pickle):
     from playwright.sync_api import expect
-    from prefect import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     out = tmp_path / "out"
     with prefect_server(tmp_path / "prefect-home", tmp_path / "server.log") as env:
@@ -46,8 +45,7 @@ def test_custom_run_from_the_ui(tmp_path, openai_stub, sample_pickle):
         worker_log = tmp_path / "worker.log"
         with worker(env, worker_log, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url,
                     FTPREP_RETRY_BASE_SECONDS="0.2") as worker_proc, \
-                temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), \
-                get_client(sync_client=True) as client, browser_page() as page:
+                client_of(env["PREFECT_API_URL"]) as client, browser_page() as page:
             ui = landing_ui(page, env["PREFECT_API_URL"].removesuffix("/api"))
 
             # The custom run, through the form.
