@@ -72,7 +72,7 @@ def prepare(
     vref = read_here(load_dataset(validation_data, store), validation_data, store) if validation_data else None
     # after loading (one core, and the GIL, for itself): the charts' child process imports matplotlib on another
     # core and the tokenizer loads on a thread while the examples are written
-    painter = Painter()
+    painter = Painter.shared()
     load_ahead(model_spec(model).encoding)
     plan = split_dataset(ref, split, vref, store)
     fmt = format_examples(resolve_template(template), plan, store)

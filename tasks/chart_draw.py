@@ -4,7 +4,8 @@ Importing matplotlib costs more CPU than a whole everyday run's own work, and dr
 hold its GIL while validation and the uploads need it. :class:`Painter` starts ``python tasks/chart_draw.py`` once
 a run's data is loaded (only the standard library and matplotlib are imported there; no credential is in its
 environment) and asks it for PNGs, one JSON line each way; when the child cannot be used, the same :func:`draw`
-runs in this process. The child leaves when its input closes, so it never outlives the run's process.
+runs in this process. One child serves every run of a process (:meth:`Painter.shared`), so a process that runs
+many flows imports matplotlib once. The child leaves when its input closes, so it never outlives that process.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 TOKENS, TARGETS = "tokens", "targets"
 _ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "MPLCONFIGDIR")
+_SHARED_LOCK = threading.Lock()
+_shared: Painter | None = None
 
 
 def _matplotlib():
@@ -78,6 +81,19 @@ class Painter:
             self._child = None
         weakref.finalize(self, _stop, self._child)
 
+    @classmethod
+    def shared(cls) -> Painter:
+        """This process's painter: the running one, or a new one if there is none or its child has gone."""
+        global _shared
+        with _SHARED_LOCK:
+            if _shared is None or not _shared.alive():
+                _shared = cls()
+            return _shared
+
+    def alive(self) -> bool:
+        child = self._child
+        return child is not None and child.poll() is None
+
     def draw(self, files: list[dict[str, Any]], targets: list[float] | None, target: str | None) -> dict[str, bytes]:
         with self._lock:
             if self._child is not None:
@@ -90,11 +106,6 @@ class Painter:
                     _stop(self._child)
                     self._child = None
         return draw(files, targets, target)
-
-    def close(self) -> None:
-        with self._lock:
-            _stop(self._child)
-            self._child = None
 
 
 def _stop(child: subprocess.Popen | None) -> None:

@@ -73,7 +73,6 @@ def draw_tokens(report: ValidationReport, generation: str, targets: list[str], p
     """Tokens per example, from the histogram in the validation report; returns every chart of the generation."""
     if not storage.exists(storage.join(generation, CHART_TOKENS)):  # a generation is content-addressed: drawn once
         _write(generation, painter.draw(token_files(report), None, None))
-    painter.close()
     paths = _drawn(generation)
     get_run_logger().info("Pictures: %s", ", ".join(storage.name(p) for p in paths) or "none (no token counts)")
     return paths
