@@ -151,12 +151,15 @@ def team_server(postgres_service, tmp_path_factory) -> Iterator:
 
 
 # `make test` runs the suite on several workers (pytest-xdist, `--dist loadfile`: each module on one worker, so a
-# module's own server starts once). Modules go out in collection order, so the longest ones (real servers,
-# workers, a browser, many processes) are collected first and the short ones fill in around them.
-LONGEST_FIRST = ("test_team.py", "test_deployment_e2e.py", "test_team_results.py", "test_ui_browser.py",
-                 "test_server.py", "test_storage.py", "test_notify.py", "test_kill_matrix.py", "test_cli.py",
-                 "test_finetune_cli.py", "test_projects.py", "test_flow_finetune_evaluate.py",
-                 "test_evaluate_failures.py", "test_secrets.py", "test_finetune_jobs.py")
+# module's own server starts once). With `--no-loadscope-reorder` modules go out in collection order (xdist's
+# default sends the modules with the most tests first, which left the few long end-to-end tests for the end, one
+# worker busy and the others idle), so the longest ones are collected first, in the order of their measured time
+# (one full run, `-n 3`), and the short ones fill in around them.
+LONGEST_FIRST = ("test_cli.py", "test_team_results.py", "test_deployment_e2e.py", "test_storage.py",
+                 "test_finetune_cli.py", "test_flow_finetune_evaluate.py", "test_team.py", "test_server.py",
+                 "test_projects.py", "test_finetune_jobs.py", "test_kill_matrix.py", "test_evaluate_failures.py",
+                 "test_notify.py", "test_upload_faults.py", "test_ui_browser.py", "test_secrets.py",
+                 "test_operator_logs.py", "test_validate.py", "test_flow_prepare.py", "test_token_sample.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
