@@ -30,6 +30,7 @@ from ftprep.names import (
     variable_name,
 )
 from tests.prefect_api import read_all
+from tests.test_cli import ftprep_main  # noqa: F401 - the fixture: ``ftprep ARGS`` in this process
 
 FTPREP = str(Path(sys.executable).parent / "ftprep")
 RULE = ("a project name is 1 to 63 lowercase letters, digits and single dashes, starting and ending with a letter or "
@@ -127,23 +128,22 @@ def test_two_projects_keep_their_own_latest_and_fine_tune_uses_its_own(tmp_path,
 
 
 @pytest.mark.parametrize("bad", ["Team-A", "team_a", "a--b", "-a", "a" * (PROJECT_MAX + 1)])
-def test_a_bad_project_option_is_one_line_and_nothing_is_written_or_uploaded(tmp_path, cli_env, openai_stub,
+def test_a_bad_project_option_is_one_line_and_nothing_is_written_or_uploaded(tmp_path, ftprep_main, openai_stub,  # noqa: F811
                                                                              sample_pickle, bad):
-    env = dict(cli_env, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url)
-    run = subprocess.run([FTPREP, "prepare", "--data", str(sample_pickle), "--out", str(tmp_path / "out"),
-                          f"--project={bad}"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    env = {"OPENAI_API_KEY": openai_stub.api_key, "OPENAI_BASE_URL": openai_stub.base_url}
+    run = ftprep_main(["prepare", "--data", str(sample_pickle), "--out", str(tmp_path / "out"), f"--project={bad}"],
+                      env)
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: project (--project) {bad!r} is not allowed: {RULE}", run.stderr
     assert not (tmp_path / "out").exists() and openai_stub.requests == []
 
 
-def test_a_bad_project_setting_stops_the_command_before_any_flow_run(tmp_path, cli_env, openai_stub, sample_pickle):
+def test_a_bad_project_setting_stops_the_command_before_any_flow_run(tmp_path, ftprep_main, openai_stub,  # noqa: F811
+                                                                      sample_pickle):
     """The command checks the settings before its flow runs: no failed run on the server, no failure notice."""
     out = tmp_path / f"out-{uuid.uuid4().hex}"  # names this command's flow run, should one be made
-    env = dict(cli_env, OPENAI_API_KEY=openai_stub.api_key, OPENAI_BASE_URL=openai_stub.base_url,
-               FTPREP_PROJECT="Team A")
-    run = subprocess.run([FTPREP, "prepare", "--data", str(sample_pickle), "--out", str(out)], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    env = {"OPENAI_API_KEY": openai_stub.api_key, "OPENAI_BASE_URL": openai_stub.base_url, "FTPREP_PROJECT": "Team A"}
+    run = ftprep_main(["prepare", "--data", str(sample_pickle), "--out", str(out)], env)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip() == (f"error: FTPREP_PROJECT='Team A' is invalid (value error, {RULE}); set it to a "
                                   "valid value or unset it"), run.stderr
