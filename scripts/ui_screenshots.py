@@ -128,7 +128,7 @@ def take_screenshots(server: str, out_dir: Path, img: Path, client, worker_proc,
                              "Seed": "7"})
         page.get_by_label(re.compile(r"^Train Size")).scroll_into_view_if_needed()
         shot("deployment-run-form.png")
-        flow_run_id = submit_run(page)
+        flow_run_id = submit_run(page, client, client.read_deployment_by_name(f"prepare/{DEPLOYMENT}").id)
         log(f"flow run {flow_run_id} submitted through the form; waiting for it to complete")
         ids = wait_for_run(client, flow_run_id, worker_proc, worker_log)
 

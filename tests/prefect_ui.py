@@ -100,15 +100,37 @@ def fill_run_form(page: Page, values: dict[str, str | bool]) -> None:
             control.fill(value)
 
 
-def submit_run(page: Page) -> str:
-    """Submit the run form; return the new flow run's id (from the "View run" link of the toast)."""
+def submit_run(page: Page, client, deployment_id, timeout: float = 90) -> str:
+    """Submit the run form; return the id of the flow run it created on the deployment.
+
+    The run is found through the API (a run of the deployment that was not there before the click): the toast
+    with its "View run" link is gone after a few seconds, and a page slowed down by a busy machine can miss it.
+    When the link is seen, it must name the same run.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    def runs() -> set[str]:
+        only = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        return {str(r.id) for r in client.read_flow_runs(deployment_filter=only)}
+
+    before = runs()
     page.get_by_role("button", name="Submit").click()
-    link = page.get_by_role("link", name="View run")
-    href = link.get_attribute("href")
-    match = re.search(r"/runs/flow-run/([0-9a-f-]{36})", href or "")
-    if not match:
-        raise RuntimeError(f"no flow run link after submitting the form: {href!r}")
-    return match.group(1)
+    deadline = time.monotonic() + timeout
+    while not (new := runs() - before):
+        if time.monotonic() > deadline:
+            text = " ".join(page.inner_text("body").split())[:500]
+            raise RuntimeError(f"no flow run of the deployment {timeout:g} s after Submit; the page at {page.url} "
+                               f"says: {text}")
+        time.sleep(0.25)
+    (flow_run_id,) = new
+    try:
+        href = page.get_by_role("link", name="View run").get_attribute("href", timeout=5_000)
+    except PlaywrightTimeout:
+        href = None  # the toast has gone: the API said which run it was
+    if href is not None and flow_run_id not in href:
+        raise RuntimeError(f"the toast links to {href!r}, not to the new run {flow_run_id}")
+    return flow_run_id
 
 
 def flow_run_tab(page: Page, ui: str, flow_run_id: str, tab: str) -> Locator:

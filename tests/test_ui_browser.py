@@ -53,7 +53,7 @@ def test_custom_run_from_the_ui(tmp_path, openai_stub, sample_pickle):
             open_custom_run_form(page)
             fill_run_form(page, {"data": str(sample_pickle), "out": str(out),
                                  "Train Size": "120", "Validation Size": "30"})
-            flow_run_id = submit_run(page)
+            flow_run_id = submit_run(page, client, client.read_deployment_by_name("prepare/prepare-sample").id)
 
             def finished():
                 assert worker_proc.poll() is None, tail(worker_log)
