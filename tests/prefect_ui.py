@@ -100,12 +100,14 @@ def fill_run_form(page: Page, values: dict[str, str | bool]) -> None:
             control.fill(value)
 
 
-def submit_run(page: Page, client, deployment_id, timeout: float = 90) -> str:
+def submit_run(page: Page, client, deployment_id, timeout: float = 90, attempts: int = 3) -> str:
     """Submit the run form; return the id of the flow run it created on the deployment.
 
     The run is found through the API (a run of the deployment that was not there before the click): the toast
     with its "View run" link is gone after a few seconds, and a page slowed down by a busy machine can miss it.
-    When the link is seen, it must name the same run.
+    When the link is seen, it must name the same run. If no run appears within a third of ``timeout`` (the UI
+    shows an error toast when the server refused the request, as a busy SQLite server can), Submit is pressed
+    again, as a user would; the error says what the page showed after each press.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
@@ -114,22 +116,25 @@ def submit_run(page: Page, client, deployment_id, timeout: float = 90) -> str:
         only = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
         return {str(r.id) for r in client.read_flow_runs(deployment_filter=only)}
 
-    before = runs()
-    page.get_by_role("button", name="Submit").click()
-    deadline = time.monotonic() + timeout
-    while not (new := runs() - before):
-        if time.monotonic() > deadline:
-            text = " ".join(page.inner_text("body").split())[:500]
-            raise RuntimeError(f"no flow run of the deployment {timeout:g} s after Submit; the page at {page.url} "
-                               f"says: {text}")
-        time.sleep(0.25)
-    (flow_run_id,) = new
+    before, seen = runs(), []
+    for _ in range(attempts):
+        page.get_by_role("button", name="Submit").click()
+        deadline = time.monotonic() + timeout / attempts
+        while not (new := runs() - before) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        if new:
+            break
+        seen.append(" ".join(page.inner_text("body").split())[-700:])
+    else:
+        raise RuntimeError(f"no flow run of the deployment {timeout:g} s after Submit ({attempts} presses); the page "
+                           f"at {page.url} ended with: " + " | ".join(seen))
+    flow_run_id = sorted(new)[0] if len(new) == 1 else max(new, key=lambda i: client.read_flow_run(i).created)
     try:
-        href = page.get_by_role("link", name="View run").get_attribute("href", timeout=5_000)
+        href = page.get_by_role("link", name="View run").last.get_attribute("href", timeout=5_000)
     except PlaywrightTimeout:
         href = None  # the toast has gone: the API said which run it was
-    if href is not None and flow_run_id not in href:
-        raise RuntimeError(f"the toast links to {href!r}, not to the new run {flow_run_id}")
+    if href is not None and not any(run in href for run in new):
+        raise RuntimeError(f"the toast links to {href!r}, not to a new run of the deployment ({sorted(new)})")
     return flow_run_id
 
 
