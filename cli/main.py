@@ -74,7 +74,10 @@ def command(flow_fn: Callable[..., Any], run: Callable[..., int], flatten: Seque
     """A CLI command with the flow's options, plus ``--json``, that calls ``run(as_json, **options)``."""
 
     def cmd(**options: Any) -> int:
-        return run(options.pop("as_json", False), **options)
+        from ftprep import heartbeat
+
+        with heartbeat.ours():  # the run's heartbeats end with it, not up to 1 s later (ftprep/heartbeat.py)
+            return run(options.pop("as_json", False), **options)
 
     signature = options_of(flow_fn, flatten, rename)
     as_json = inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,31 @@ from ftprep.errors import InputError
 
 Record = dict[str, Any]
 Reader = Callable[[Path], Sequence[Record]]
+
+_paused = [0, False]  # readers inside collector_paused(), and whether the collector was on before the first
+_pause_lock = threading.Lock()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a dataset is read into memory, as it was before afterwards.
+
+    Reading 400,000 items makes millions of objects that all live on; the collector's full passes over them are
+    wasted (they hold no cycles) and took 0.75 s of a 1.67 s unpickle (bench: 0.93 s without). Memory is still
+    freed by reference counting meanwhile; any cycles made are collected once the collector is back. Nested and
+    concurrent reads keep it off until the last one ends."""
+    with _pause_lock:
+        if _paused[0] == 0:
+            _paused[1] = gc.isenabled()
+            gc.disable()
+        _paused[0] += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _paused[0] -= 1
+            if _paused[0] == 0 and _paused[1]:
+                gc.enable()
 
 
 def take(records: Sequence[Record], indices: Sequence[int]) -> Mapping[int, Record] | Sequence[Record]:

@@ -14,27 +14,32 @@ import functools
 import inspect
 import types
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import prefect
 from prefect.utilities.hashing import file_hash
 
+from ftprep.heartbeat import beating
 from ftprep.redact import redact_exception
 
 
-def redacting(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` with any exception leaving it passed through :func:`~ftprep.redact.redact_exception`.
+def redacting(fn: Callable[..., Any], around: Callable[[], AbstractContextManager[Any]] = nullcontext
+              ) -> Callable[..., Any]:
+    """``fn``, called inside ``around()``, with any exception leaving it passed through
+    :func:`~ftprep.redact.redact_exception`.
 
     To Prefect the wrapper is ``fn``: its name, signature, type hints and source (parameters, the UI's run form,
     cache keys from the task's source and code).
     """
     if inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
         raise TypeError(f"{fn.__qualname__}: ftprep's tasks and flows are plain functions")
-    clean_of = redact_exception  # a closure variable: the wrapper below runs with fn's globals
+    clean_of, context = redact_exception, around  # closure variables: the wrapper below runs with fn's globals
 
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with context():
+                return fn(*args, **kwargs)
         except Exception as exc:
             clean = clean_of(exc)
             if clean is exc:
@@ -56,7 +61,8 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
 
 def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """``prefect.flow`` (same options), for a function whose exceptions are redacted as they leave it."""
+    """``prefect.flow`` (same options), for a function whose exceptions are redacted as they leave it; its run
+    sends ftprep's heartbeats when the command runs it (:mod:`ftprep.heartbeat`)."""
     if fn is None:
         return lambda f: flow(f, **options)
     if "version" not in options:  # Prefect's default, a hash of the flow's file (not of this module)
@@ -64,4 +70,4 @@ def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
             options["version"] = file_hash(inspect.getsourcefile(fn))
         except (TypeError, OSError):
             pass
-    return prefect.flow(redacting(fn), **options)
+    return prefect.flow(redacting(fn, around=beating), **options)

@@ -25,7 +25,7 @@ from ftprep.caching import content_cache
 from ftprep.errors import InputError, UnsafePickleError
 from ftprep.models import DatasetRef
 from ftprep.pause import pause_point
-from ftprep.records import Record, RecordStore, take
+from ftprep.records import Record, RecordStore, collector_paused, take
 from ftprep.steps import task
 from tasks import PIPELINE_MODULES
 from tasks.streamed import read_jsonl, read_parquet
@@ -285,7 +285,8 @@ def read_records(path: str | os.PathLike) -> Sequence[Record]:
     """Read any supported dataset file (a path or a URL) into a sequence of dict records."""
     path = storage.normalize(path)
     check_readable(path)
-    records = _READERS[detect_format(path)](path)
+    with collector_paused():
+        records = _READERS[detect_format(path)](path)
     if len(records) == 0:
         raise InputError(f"{path} holds no records; give a dataset with at least one item")
     return records

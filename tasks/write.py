@@ -33,6 +33,7 @@ from tasks.format import Renderer, compile_template, record_fields
 from tasks.split import slice_indices
 
 CHUNK_LINES = 2000
+PROGRESS_AFTER = 2.0  # seconds of writing before the write-progress artifact appears
 
 Progress = Callable[[str, int, int], None]
 
@@ -164,16 +165,16 @@ def files_intact(files: WrittenFiles) -> bool:
 @task(name="write", cache_policy=PIPELINE_CACHE, persist_result=True)
 def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordStore,
                 project: str = DEFAULT_PROJECT) -> WrittenFiles:
-    """Stream the training and validation examples into JSONL files (temporary file, then rename); the progress
-    shows in the project's artifact (``project`` is no part of the cache key)."""
+    """Stream the training and validation examples into JSONL files (temporary file, then rename); a write that
+    lasts more than PROGRESS_AFTER seconds shows its progress in the project's artifact (``project`` is no part
+    of the cache key). The everyday write is over in a fraction of a second, and spends no API calls on it."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     logger = get_run_logger()
     started = time.perf_counter()
     total = plan.train.count + (plan.validation.count if plan.validation else 0)
     offsets = {"train": 0, "validation": plan.train.count}
-    artifact = create_progress_artifact(0.0, key=artifact_key(ARTIFACT_WRITE_PROGRESS, project),
-                                        description=f"Formatting and writing {total:,} examples")
+    artifact: list[Any] = []  # made by the first report after PROGRESS_AFTER seconds
     last = [started]
 
     with bar("writing examples", total) as show:
@@ -181,15 +182,21 @@ def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordSto
         def progress(role: str, done: int, role_total: int) -> None:
             show(offsets[role] + done)
             now = time.perf_counter()
-            if done == role_total or now - last[0] >= 5:  # a log line and an artifact update every 5 s at most
+            if done == role_total or now - last[0] >= 5:  # a log line every 5 s at most
                 last[0] = now
                 overall = 100 * (offsets[role] + done) / total
                 logger.info("Writing %s examples: %s of %s (%.0f%% of all)", role, f"{done:,}", f"{role_total:,}",
                             overall)
-                update_progress_artifact(artifact, overall)
+                if artifact:
+                    update_progress_artifact(artifact[0], overall)
+            if not artifact and now - started >= PROGRESS_AFTER:
+                artifact.append(create_progress_artifact(
+                    100 * (offsets[role] + done) / total, key=artifact_key(ARTIFACT_WRITE_PROGRESS, project),
+                    description=f"Formatting and writing {total:,} examples"))
 
         files = write_split(plan, fmt, out_dir, store, progress)
-    update_progress_artifact(artifact, 100.0)
+    if artifact:
+        update_progress_artifact(artifact[0], 100.0)
     for f in files.files():
         logger.info("Wrote %s: %s examples, %.1f MB, sha256 %s", f.path, f"{f.examples:,}", f.bytes / 1e6, f.sha256)
     logger.info("Formatted and wrote %s examples in %.2f s", f"{total:,}", time.perf_counter() - started)

@@ -66,6 +66,14 @@ def run_task_runs(client: Any, flow_run_id: UUID) -> list[TaskRun]:
                                                                 offset=offset))
 
 
+def events_of(client: Any, resource_id: str, name: str) -> list[dict[str, Any]]:
+    """The events called ``name`` about ``resource_id`` that the server has stored (up to 50)."""
+    event_filter = EventFilter(resource=EventResourceFilter(id=[resource_id]), event=EventNameFilter(name=[name]))
+    response = client.request("POST", "/events/filter", json={"filter": event_filter.model_dump(mode="json"),
+                                                             "limit": 50})
+    return list(response.json()["events"])
+
+
 def _events_recorded(client: Any, names_by_resource: dict[str, str]) -> set[str]:
     """The resources of ``names_by_resource`` (resource id -> event name) whose event the server has stored."""
     found: set[str] = set()

@@ -174,3 +174,23 @@ def test_the_dataset_report_has_pictures_committed_with_the_files(tmp_path, monk
     prepare(data=str(sample_pickle), out=str(tmp_path / "plain"), upload=False, template=str(template),
             split=SplitConfig(train_size=120, validation_size=20))
     assert (tmp_path / "plain" / CHART_TOKENS).exists() and not (tmp_path / "plain" / CHART_TARGETS).exists()
+
+
+def test_only_a_long_write_makes_a_progress_artifact(tmp_path, monkeypatch, sample_pickle):
+    """The everyday write is over before anyone could look at a progress bar: it spends no API calls on one."""
+    import tasks.write
+    from ftprep.names import ARTIFACT_WRITE_PROGRESS, artifact_key
+
+    def progress_artifacts(project: str) -> list:
+        key = artifact_key(ARTIFACT_WRITE_PROGRESS, project)
+        with get_client(sync_client=True) as client:
+            return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+    monkeypatch.chdir(tmp_path)
+    prepare(data=str(sample_pickle), out=str(tmp_path / "short"), upload=False, project="progress-short")
+    assert progress_artifacts("progress-short") == []
+    monkeypatch.setattr(tasks.write, "PROGRESS_AFTER", 0.0)  # every write is "long"
+    prepare(data=str(sample_pickle), out=str(tmp_path / "long"), upload=False, project="progress-long",
+            split=SplitConfig(train_size=300, validation_size=20))
+    (artifact,) = progress_artifacts("progress-long")
+    assert artifact.type == "progress" and float(artifact.data) == 100.0

@@ -328,3 +328,47 @@ def test_hashing_ahead_gives_the_same_digest_once_and_a_changed_file_a_new_one(t
     path.unlink()
     with pytest.raises(FileNotFoundError):
         sha256_file(path)
+
+
+def test_datasets_are_read_with_the_cyclic_collector_paused_and_it_comes_back(tmp_path, monkeypatch):
+    import gc
+    import threading
+
+    import tasks.load
+    from ftprep.records import collector_paused
+
+    seen = []
+    real = tasks.load._READERS["pickle"]
+    monkeypatch.setitem(tasks.load._READERS, "pickle", lambda path: seen.append(gc.isenabled()) or real(path))
+    path = tmp_path / "items.pkl"
+    path.write_bytes(pickle.dumps([{"a": i} for i in range(10)]))
+    assert gc.isenabled()
+    assert len(read_records(path)) == 10 and seen == [False] and gc.isenabled()
+    with pytest.raises(InputError):  # a failed read gives it back too
+        (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
+        read_records(tmp_path / "bad.pkl")
+    assert gc.isenabled()
+    # nested and concurrent reads: off until the last one ends
+    inner_started, release = threading.Event(), threading.Event()
+
+    def other_read() -> None:
+        with collector_paused():
+            inner_started.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_read)
+    with collector_paused():
+        thread.start()
+        inner_started.wait(10)
+    assert not gc.isenabled()  # the other read is still going
+    release.set()
+    thread.join(10)
+    assert gc.isenabled()
+    # a collector someone turned off stays off
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
