@@ -22,6 +22,7 @@ from typing import Any
 
 TOKENS, TARGETS = "tokens", "targets"
 _ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "MPLCONFIGDIR")
+CHART_SECONDS = 60.0  # a chart request not answered by then is given up (the first one imports matplotlib)
 _SHARED_LOCK = threading.Lock()
 _shared: Painter | None = None
 
@@ -72,6 +73,7 @@ class Painter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._hung: str | None = None
         try:
             env = {k: v for k, v in os.environ.items() if k in _ENV}
             self._child: subprocess.Popen | None = subprocess.Popen(
@@ -94,17 +96,40 @@ class Painter:
         child = self._child
         return child is not None and child.poll() is None
 
-    def draw(self, files: list[dict[str, Any]], targets: list[float] | None, target: str | None) -> dict[str, bytes]:
+    def draw(self, files: list[dict[str, Any]], targets: list[float] | None, target: str | None,
+             timeout: float | None = None) -> dict[str, bytes]:
+        """The PNGs by kind. A child that has gone is replaced by drawing here; one that does not answer within
+        ``timeout`` seconds (CHART_SECONDS) is killed, so the next run starts another, and this raises
+        :class:`TimeoutError`, now and for the rest of this painter's requests: a stuck picture never holds a run."""
+        timeout = CHART_SECONDS if timeout is None else timeout
         with self._lock:
-            if self._child is not None:
-                try:
-                    self._child.stdin.write(json.dumps([files, targets, target]).encode() + b"\n")
-                    self._child.stdin.flush()
-                    reply = json.loads(self._child.stdout.readline())
-                    return {kind: base64.b64decode(data) for kind, data in reply.items()}
-                except (OSError, ValueError):  # the child is gone: draw here instead
-                    _stop(self._child)
+            if self._hung:  # whatever held it may hold this process too: no drawing here either
+                raise TimeoutError(self._hung)
+            child = self._child
+            if child is not None:
+                reply: list[Any] = []
+
+                def exchange() -> None:
+                    try:
+                        child.stdin.write(json.dumps([files, targets, target]).encode() + b"\n")
+                        child.stdin.flush()
+                        reply.append(json.loads(child.stdout.readline()))
+                    except (OSError, ValueError) as e:
+                        reply.append(e)
+
+                talk = threading.Thread(target=exchange, name="ftprep-charts", daemon=True)
+                talk.start()
+                talk.join(timeout)
+                if talk.is_alive():  # killing it ends the exchange too: its pipes close
+                    child.kill()
+                    _stop(child)
                     self._child = None
+                    self._hung = f"the chart process did not answer within {timeout:g} s"
+                    raise TimeoutError(self._hung)
+                if isinstance(reply[0], dict):
+                    return {kind: base64.b64decode(data) for kind, data in reply[0].items()}
+                _stop(child)  # the child is gone: draw here instead
+                self._child = None
         return draw(files, targets, target)
 
 

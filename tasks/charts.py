@@ -57,6 +57,16 @@ def _drawn(generation: str) -> list[str]:
             if storage.exists(p)]
 
 
+def _painted(painter: Painter, files: list[dict[str, Any]], targets: list[float] | None,
+             target: str | None) -> dict[str, bytes]:
+    """The painter's PNGs, or none (with a warning) when it did not answer in time: pictures never hold a run."""
+    try:
+        return painter.draw(files, targets, target)
+    except TimeoutError as e:
+        get_run_logger().warning("Picture skipped: %s; the files and their validation are unaffected", e)
+        return {}
+
+
 @task(name="chart-targets", cache_policy=NO_CACHE)
 def draw_targets(plan: SplitPlan, template: Template, generation: str, store: RecordStore,
                  painter: Painter) -> list[str]:
@@ -64,15 +74,17 @@ def draw_targets(plan: SplitPlan, template: Template, generation: str, store: Re
     if template.target and not storage.exists(storage.join(generation, CHART_TARGETS)):
         records = store.read(plan.train.dataset.path, plan.train.dataset.sha256)
         targets = target_values(records, slice_indices(plan.train), template.target)
-        _write(generation, painter.draw([], targets, template.target))
+        _write(generation, _painted(painter, [], targets, template.target))
     return _drawn(generation)
 
 
 @task(name="chart-tokens", cache_policy=NO_CACHE)
 def draw_tokens(report: ValidationReport, generation: str, targets: list[str], painter: Painter) -> list[str]:
     """Tokens per example, from the histogram in the validation report; returns every chart of the generation."""
+    files = token_files(report)
     if not storage.exists(storage.join(generation, CHART_TOKENS)):  # a generation is content-addressed: drawn once
-        _write(generation, painter.draw(token_files(report), None, None))
+        _write(generation, _painted(painter, files, None, None))
     paths = _drawn(generation)
-    get_run_logger().info("Pictures: %s", ", ".join(storage.name(p) for p in paths) or "none (no token counts)")
+    get_run_logger().info("Pictures: %s", ", ".join(storage.name(p) for p in paths)
+                          or ("none" if files else "none (no token counts)"))
     return paths

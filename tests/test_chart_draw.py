@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+
+import pytest
 
 from tasks.chart_draw import TARGETS, Painter
 
@@ -19,3 +22,19 @@ def test_runs_of_one_process_share_one_painter_and_a_dead_one_is_replaced():
     assert second is not first and second.alive()
     # a painter whose child died mid-run still draws, in this process
     assert first.draw([], [3.0], "price")[TARGETS][:4] == b"\x89PNG"
+
+
+def test_a_painter_that_does_not_answer_is_given_up_and_replaced():
+    painter = Painter.shared()
+    assert painter.draw([], [1.0], "price")[TARGETS][:4] == b"\x89PNG"
+    os.kill(painter._child.pid, signal.SIGSTOP)  # hung: alive, but never answers
+    child = painter._child
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not answer within 1 s"):
+        painter.draw([], [1.0, 2.0] * 50_000, "price", timeout=1.0)  # more than a pipe holds: the write blocks too
+    assert time.monotonic() - started < 5
+    assert child.wait(timeout=10) == -signal.SIGKILL and not painter.alive()
+    with pytest.raises(TimeoutError):  # nor does it draw in this process: what held the child may hold it too
+        painter.draw([], [1.0], "price")
+    fresh = Painter.shared()
+    assert fresh is not painter and fresh.draw([], [3.0], "price")[TARGETS][:4] == b"\x89PNG"

@@ -194,3 +194,22 @@ def test_only_a_long_write_makes_a_progress_artifact(tmp_path, monkeypatch, samp
             split=SplitConfig(train_size=300, validation_size=20))
     (artifact,) = progress_artifacts("progress-long")
     assert artifact.type == "progress" and float(artifact.data) == 100.0
+
+
+def test_a_hung_chart_process_costs_the_run_its_pictures_not_its_files(tmp_path, monkeypatch, sample_pickle):
+    import os
+    import signal
+
+    import tasks.chart_draw
+    from tasks.chart_draw import Painter
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks.chart_draw, "CHART_SECONDS", 1.0)
+    painter = Painter.shared()  # the one the run will use
+    os.kill(painter._child.pid, signal.SIGSTOP)
+    result = prepare(data=str(sample_pickle), out=str(tmp_path / "out"), upload=False,
+                     split=SplitConfig(train_size=60, validation_size=10))
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
+    assert names == ["fine_tune_train.jsonl", "fine_tune_validation.jsonl", "manifest.json"]
+    assert result.validation.ok and result.files.train.examples == 60
+    assert not painter.alive() and Painter.shared().alive()  # the next run draws again
