@@ -190,8 +190,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
+_leaving: list[int] = []  # the exit code, once the command has finished
+
+
+def _leave_without_teardown() -> None:
+    """The last exit handler (registered first, so run last): every other one has run (Prefect's logs and
+    events sent, the temporary server stopped) and every thread has been joined; the process leaves with the
+    command's exit code without freeing its heap object by object, which for 400,000 loaded items took 0.3-0.6 s."""
+    if _leaving:
+        logging.shutdown()  # registered before this one, so it would run after: flush the log handlers now
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(_leaving[0])
+
+
 def run() -> None:
     """The ``ftprep`` console entry point: :func:`main` with Ctrl-C handled as a terminal user expects."""
+    import atexit
+
+    atexit.register(_leave_without_teardown)  # before Prefect registers its own: it runs after them
     signal.signal(signal.SIGINT, _on_interrupt)
     try:
         code = main()
@@ -201,6 +221,7 @@ def run() -> None:
         code = 0
     if code == 130:
         _exit_now(code, None)  # do not wait for threads still inside a request
+    _leaving.append(code)
     sys.exit(code)
 
 

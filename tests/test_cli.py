@@ -360,3 +360,31 @@ def test_validate_bad_input(tmp_path, case, code, message):
         assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
     else:
         assert message in proc.stdout and "counted as estimates" in proc.stdout, proc.stdout
+
+
+def test_a_command_leaves_without_teardown_only_after_the_server_has_its_whole_run(tmp_path, cli_env, sample_pickle):
+    """The process skips freeing its heap at exit (``cli.main._leave_without_teardown``), but only after Prefect's
+    exit handlers have sent every log and event: the server ends up with the run's last lines and states."""
+    import time
+
+    from prefect import get_client
+
+    from tests.prefect_api import run_logs, run_task_runs
+
+    proc = run(["prepare", "--data", str(sample_pickle), "--train-size", "40", "--validation-size", "10",
+                "--no-upload", "--json"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # all of stdout, flushed before the process left
+    assert result["files"]["train"]["examples"] == 40
+    with get_client(sync_client=True) as client:
+        (flow_run,) = client.read_flow_runs(sort="START_TIME_DESC", limit=1)
+        deadline = time.monotonic() + 30
+        while True:
+            messages = [log.message for log in run_logs(client, flow_run.id)]
+            states = sorted({t.state.name for t in run_task_runs(client, flow_run.id) if t.state})
+            if "Finished in state Completed()" in messages and states == ["Completed"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert flow_run.state.name == "Completed"
+    assert "Finished in state Completed()" in messages and any(m.startswith("Committed ") for m in messages)
+    assert states == ["Completed"]
