@@ -74,8 +74,10 @@ def command(flow_fn: Callable[..., Any], run: Callable[..., int], flatten: Seque
     """A CLI command with the flow's options, plus ``--json``, that calls ``run(as_json, **options)``."""
 
     def cmd(**options: Any) -> int:
-        from ftprep import heartbeat
+        from ftprep import heartbeat, records
 
+        if _console:  # the console script: the process leaves when this returns
+            records.hold_until_exit()
         with heartbeat.ours():  # the run's heartbeats end with it, not up to 1 s later (ftprep/heartbeat.py)
             return run(options.pop("as_json", False), **options)
 
@@ -191,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _leaving: list[int] = []  # the exit code, once the command has finished
+_console = False  # run() (the console script) is running this process's one command
 
 
 def _leave_without_teardown() -> None:
@@ -211,6 +214,8 @@ def run() -> None:
     """The ``ftprep`` console entry point: :func:`main` with Ctrl-C handled as a terminal user expects."""
     import atexit
 
+    global _console
+    _console = True
     atexit.register(_leave_without_teardown)  # before Prefect registers its own: it runs after them
     signal.signal(signal.SIGINT, _on_interrupt)
     try:

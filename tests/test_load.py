@@ -372,3 +372,24 @@ def test_datasets_are_read_with_the_cyclic_collector_paused_and_it_comes_back(tm
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_only_a_command_process_holds_its_record_stores_until_it_leaves():
+    """``hold_until_exit`` (called by the console script, whose process leaves without teardown): a run's end then
+    does not free its records object by object. Any other process frees a store when its run drops it."""
+    import subprocess
+
+    code = (
+        "import gc, weakref\n"
+        "from ftprep import records\n"
+        "def made():\n"
+        "    store = records.RecordStore(lambda path: [])\n"
+        "    store.put('sha', [{'a': 1}])\n"
+        "    return weakref.ref(store)\n"
+        "first = made(); gc.collect()\n"
+        "records.hold_until_exit()\n"
+        "second = made(); gc.collect()\n"
+        "print(first() is None, second() is not None)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["True", "True"], proc.stderr
