@@ -210,6 +210,12 @@ def _leave_without_teardown() -> None:
         os._exit(_leaving[0])
 
 
+def _exit_message(message: object) -> int:
+    """``sys.exit("text")``, as Python ends it: the text on stderr, exit status 1."""
+    print(message, file=sys.stderr)
+    return 1
+
+
 def run() -> None:
     """The ``ftprep`` console entry point: :func:`main` with Ctrl-C handled as a terminal user expects."""
     import atexit
@@ -219,7 +225,10 @@ def run() -> None:
     atexit.register(_leave_without_teardown)  # before Prefect registers its own: it runs after them
     signal.signal(signal.SIGINT, _on_interrupt)
     try:
-        code = main()
+        try:
+            code = main()
+        except SystemExit as e:  # cyclopts ends a command that returned its exit code with sys.exit(code)
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else _exit_message(e.code)
         sys.stdout.flush()
     except BrokenPipeError:  # `ftprep ... --json | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -78,7 +79,7 @@ class Painter:
             env = {k: v for k, v in os.environ.items() if k in _ENV}
             self._child: subprocess.Popen | None = subprocess.Popen(
                 [sys.executable, "-I", __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, env=env)
+                stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # its own group: killed whole
         except OSError:
             self._child = None
         weakref.finalize(self, _stop, self._child)
@@ -114,23 +115,39 @@ class Painter:
                         child.stdin.write(json.dumps([files, targets, target]).encode() + b"\n")
                         child.stdin.flush()
                         reply.append(json.loads(child.stdout.readline()))
-                    except (OSError, ValueError) as e:
+                    except Exception as e:  # noqa: BLE001 - handed to the caller below
                         reply.append(e)
 
                 talk = threading.Thread(target=exchange, name="ftprep-charts", daemon=True)
                 talk.start()
                 talk.join(timeout)
-                if talk.is_alive():  # killing it ends the exchange too: its pipes close
-                    child.kill()
-                    _stop(child)
+                if talk.is_alive():
+                    # the child and whatever it started (matplotlib runs fc-list), so that the pipes close and the
+                    # exchange ends; its streams are left to it (closing them here would wait for its lock)
+                    _kill_group(child)
                     self._child = None
                     self._hung = f"the chart process did not answer within {timeout:g} s"
                     raise TimeoutError(self._hung)
                 if isinstance(reply[0], dict):
                     return {kind: base64.b64decode(data) for kind, data in reply[0].items()}
-                _stop(child)  # the child is gone: draw here instead
+                _stop(child)
                 self._child = None
+                if not isinstance(reply[0], (OSError, ValueError)):  # not a child that has gone: a bug, shown
+                    raise reply[0]
+                # the child is gone: draw here instead
         return draw(files, targets, target)
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """SIGKILL to the child's process group (its own session), then reap the child."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except OSError:  # already gone
+        pass
+    try:
+        child.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _stop(child: subprocess.Popen | None) -> None:

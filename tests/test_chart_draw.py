@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -27,12 +28,17 @@ def test_runs_of_one_process_share_one_painter_and_a_dead_one_is_replaced():
 def test_a_painter_that_does_not_answer_is_given_up_and_replaced():
     painter = Painter.shared()
     assert painter.draw([], [1.0], "price")[TARGETS][:4] == b"\x89PNG"
-    os.kill(painter._child.pid, signal.SIGSTOP)  # hung: alive, but never answers
     child = painter._child
+    # a process holding the child's pipes (as fc-list, which matplotlib runs, would): they stay open after the kill
+    holder = subprocess.Popen(["sh", "-c", f"exec sleep 30 < /proc/{child.pid}/fd/0 3>/proc/{child.pid}/fd/1"])
+    time.sleep(0.3)
+    os.kill(child.pid, signal.SIGSTOP)  # hung: alive, but never answers
     started = time.monotonic()
     with pytest.raises(TimeoutError, match="did not answer within 1 s"):
         painter.draw([], [1.0, 2.0] * 50_000, "price", timeout=1.0)  # more than a pipe holds: the write blocks too
     assert time.monotonic() - started < 5
+    holder.kill()
+    holder.wait()
     assert child.wait(timeout=10) == -signal.SIGKILL and not painter.alive()
     with pytest.raises(TimeoutError):  # nor does it draw in this process: what held the child may hold it too
         painter.draw([], [1.0], "price")

@@ -371,9 +371,17 @@ def test_a_command_leaves_without_teardown_only_after_the_server_has_its_whole_r
 
     from tests.prefect_api import run_logs, run_task_runs
 
-    proc = run(["prepare", "--data", str(sample_pickle), "--train-size", "40", "--validation-size", "10",
-                "--no-upload", "--json"], cli_env, tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    # the console script, with an exit handler of its own registered before it: the last to run, were the heap
+    # torn down as usual; the command's process leaves before it would run
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('torn down', file=sys.stderr))\n"
+              "from cli.main import run\n"
+              "sys.argv[0] = 'ftprep'\n"
+              "run()\n")
+    proc = subprocess.run([sys.executable, "-c", script, "prepare", "--data", str(sample_pickle), "--train-size",
+                           "40", "--validation-size", "10", "--no-upload", "--json"], env=cli_env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0 and "torn down" not in proc.stderr, proc.stderr
     result = json.loads(proc.stdout)  # all of stdout, flushed before the process left
     assert result["files"]["train"]["examples"] == 40
     with get_client(sync_client=True) as client:
@@ -388,3 +396,7 @@ def test_a_command_leaves_without_teardown_only_after_the_server_has_its_whole_r
     assert flow_run.state.name == "Completed"
     assert "Finished in state Completed()" in messages and any(m.startswith("Committed ") for m in messages)
     assert states == ["Completed"]
+    # an expected error leaves the same way, with its exit code and its one line
+    proc = subprocess.run([sys.executable, "-c", script, "prepare", "--data", str(tmp_path / "missing.pkl")],
+                          env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and "torn down" not in proc.stderr
