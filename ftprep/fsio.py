@@ -155,3 +155,33 @@ def atomic_write(target: str | os.PathLike, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(target)
+
+
+# ---------------------------------------------------------------------- temporary files a process owns
+def owned_temp(prefix: str, suffix: str = "") -> tuple[int, str]:
+    """A new temporary file that this process holds an exclusive lock on while the returned descriptor is open;
+    (descriptor, path). Close the descriptor and remove the file when done.
+
+    First removes the files of the same ``prefix`` that no process holds any more: those of a process that was
+    killed before it could remove its own (a dataset copy can be gigabytes)."""
+    import fcntl
+    import time
+
+    folder = Path(tempfile.gettempdir())
+    for orphan in folder.glob(f"{prefix}*"):
+        try:
+            if time.time() - orphan.stat().st_mtime < 60:  # just made: its owner may not have locked it yet
+                continue
+            fd = os.open(orphan, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody holds it: its process has gone
+            orphan.unlink(missing_ok=True)
+        except OSError:
+            pass  # held: in use by a running process
+        finally:
+            os.close(fd)
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, path

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import threading
 import weakref
 from array import array
@@ -28,7 +27,7 @@ import orjson
 
 from ftprep import storage
 from ftprep.errors import InputError
-from ftprep.fsio import CHUNK
+from ftprep.fsio import CHUNK, owned_temp
 from ftprep.records import Record
 
 PYTHON_ROWS = 2048  # Parquet rows turned into Python objects at a time
@@ -104,17 +103,22 @@ class _Source:
     def copy_to_disk(self, owner: object) -> None:
         if self.local:
             return
-        fd, tmp = tempfile.mkstemp(prefix="ftprep-dataset-", suffix=storage.suffix(self.path))
-        weakref.finalize(owner, _remove, tmp)
-        with os.fdopen(fd, "wb") as out, self.open() as src:
+        # held (locked) while this process has it: a run killed meanwhile leaves it to the next run to remove
+        fd, tmp = owned_temp("ftprep-dataset-", storage.suffix(self.path))
+        weakref.finalize(owner, _remove, tmp, fd)
+        with os.fdopen(os.dup(fd), "wb") as out, self.open() as src:
             shutil.copyfileobj(src, out, CHUNK)
         self.path = tmp
         self.stamp = self._stamp(None)
 
 
-def _remove(path: str) -> None:
+def _remove(path: str, fd: int) -> None:
     try:
         os.unlink(path)
+    except OSError:
+        pass
+    try:
+        os.close(fd)
     except OSError:
         pass
 

@@ -93,6 +93,46 @@ def test_a_jsonl_url_is_read_in_ranges_and_copied_to_disk_only_for_shuffled_acce
         open(copy, "rb")
 
 
+def test_the_copy_of_a_killed_run_is_removed_by_the_next_one_and_a_running_ones_is_not(s3, tmp_path):
+    """A shuffled split of a JSONL URL copies it to a temporary file; a run killed with SIGKILL cannot remove its
+    copy, so the next copy removes every copy no living process holds (they hold a lock on theirs)."""
+    import os
+    import random
+    import signal
+    import sys
+    import time
+
+    from ftprep.records import take
+    from tasks.load import read_records
+
+    rows = [{"question": f"q{i}", "price": float(i)} for i in range(500)]
+    url = put(s3, f"{s3.bucket}/in/data.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    holder = ("import random, sys, time\n"
+              "from ftprep.records import take\n"
+              "from tasks.load import read_records\n"
+              f"records = read_records({url!r})\n"
+              "take(records, random.Random(1).sample(range(500), 50))\n"
+              "print(records._file.path, flush=True)\n"
+              "time.sleep(120)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        killed, running = (p.stdout.readline().strip() for p in procs)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=30)
+        past = time.time() - 600  # older than a copy still being made
+        for copy in (killed, running):
+            assert os.path.exists(copy)
+            os.utime(copy, (past, past))
+        records = read_records(url)
+        take(records, random.Random(2).sample(range(500), 50))  # this run's copy: first the orphans go
+        assert not os.path.exists(killed) and os.path.exists(running)
+        assert os.path.exists(records._file.path)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+
+
 @pytest.mark.parametrize("size", [1000, 9 << 20])  # within one block, and past it (a multipart upload begun)
 def test_a_write_that_fails_leaves_no_object(s3, size):
     target = f"{s3.bucket}/out/file.jsonl"
