@@ -211,8 +211,10 @@ def _leave_without_teardown() -> None:
 
 
 def _exit_message(message: object) -> int:
-    """``sys.exit("text")``, as Python ends it: the text on stderr, exit status 1."""
-    print(message, file=sys.stderr)
+    """``sys.exit("text")``, as Python ends it (the text on stderr, exit status 1), through the redaction layer."""
+    from ftprep.redact import redact
+
+    print(redact(str(message)), file=sys.stderr)
     return 1
 
 
