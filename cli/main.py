@@ -47,6 +47,7 @@ for _name, _help in (
 
 
 FLOW_COMMANDS = {"prepare", "fine-tune", "evaluate"}
+SCAN_COMMANDS = {"prepare", "validate"}  # started with a validation process (tasks/scan_child.py)
 
 
 def options_of(flow_fn: Callable[..., Any], flatten: Sequence[str] = (),
@@ -163,6 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ftprep import server
 
             server.start()  # boots while the flows are imported and the inputs checked
+        if argv and argv[0] in SCAN_COMMANDS and not {"-h", "--help"} & set(argv):
+            from ftprep.openai_models import DEFAULT_MODEL, model_spec
+            from tasks import scan_child
+
+            scan_child.start(model_spec(DEFAULT_MODEL).encoding)  # loads the tokenizer on the other core meanwhile
         code = app(argv)
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)

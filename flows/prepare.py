@@ -18,7 +18,6 @@ from ftprep.results import flow_storage
 from ftprep.settings import load_settings
 from ftprep.steps import flow
 from ftprep.storage import normalize, parent
-from ftprep.tokens import load_ahead
 from tasks.chart_draw import Painter
 from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
@@ -26,7 +25,7 @@ from tasks.load import load_dataset, new_store, read_here
 from tasks.publish import publish_result
 from tasks.split import split_dataset
 from tasks.upload import upload_file
-from tasks.validate import training_price, validate_written
+from tasks.validate import count_ahead, training_price, validate_written
 from tasks.write import files_intact, write_files
 
 NO_KEY = ("upload skipped: OPENAI_API_KEY is not set. Put OPENAI_API_KEY=sk-... in the environment or in .env "
@@ -71,9 +70,10 @@ def prepare(
     ref = read_here(load_dataset(data, store), data, store)
     vref = read_here(load_dataset(validation_data, store), validation_data, store) if validation_data else None
     # after loading (one core, and the GIL, for itself): the charts' child process imports matplotlib on another
-    # core and the tokenizer loads on a thread while the examples are written
+    # core and the tokenizer loads (in the command's validation process, or on a thread) while the examples are
+    # written
     painter = Painter.shared()
-    load_ahead(model_spec(model).encoding)
+    count_ahead(model_spec(model).encoding)
     plan = split_dataset(ref, split, vref, store)
     fmt = format_examples(resolve_template(template), plan, store)
     files = write_files(plan, fmt, out, store, project)

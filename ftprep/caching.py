@@ -92,9 +92,9 @@ class TokenCounting(CachePolicy):
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str | None:
         from ftprep.openai_models import model_spec
-        from ftprep.tokens import text_counter
+        from ftprep.tokens import estimate_reason
 
-        return hash_objects({"estimated": text_counter(model_spec(inputs[self.param]).encoding)[1] is not None})
+        return hash_objects({"estimated": estimate_reason(model_spec(inputs[self.param]).encoding) is not None})
 
 
 def content_cache(modules: list[str], exclude: tuple[str, ...] = ("store", "settings", "client", "project"),

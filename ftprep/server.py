@@ -17,10 +17,8 @@ begins. :class:`TemporaryServer` starts the same server (uvicorn with Prefect's 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import fcntl
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,10 +27,9 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
+from ftprep import children
 from ftprep.errors import FtprepError
 
-_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
-_SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "AUTH", "CREDENTIAL")
 _current: TemporaryServer | None = None
 
 
@@ -55,20 +52,11 @@ def configured_api_url() -> str | None:
 
 def child_environment() -> dict[str, str]:
     """The environment the server gets: what it needs to run and Prefect's settings, never a credential."""
-    env = {k: v for k, v in os.environ.items() if k in _KEEP}
-    env.update({k: v for k, v in os.environ.items()
-                if k.startswith("PREFECT_") and not any(word in k for word in _SECRET_WORDS)})
+    env = children.environment(prefixes=("PREFECT_",))
     env.pop("PREFECT_API_URL", None)
     env.update(PREFECT_HOME=str(prefect_home()), PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1",
                PREFECT__SERVER_FINAL="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     return env
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the explicit stop on exit still applies
 
 
 def _free_port() -> int:
@@ -91,7 +79,7 @@ class TemporaryServer:
             [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host",
              "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
             env=child_environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None, start_new_session=True,
+            preexec_fn=children.preexec(), start_new_session=True,
         )
         atexit.register(self.stop)
 

@@ -29,6 +29,22 @@ def text_counter(encoding: str) -> tuple[Callable[[str], int], str | None]:
         return _text_counter(encoding)
 
 
+_reasons_from: list[Callable[[str], str | None]] = []  # where the counting is done, when not here
+
+
+def counted_elsewhere(reason: Callable[[str], str | None] | None) -> None:
+    """Token counts are made in another process (:mod:`tasks.scan_child`); ``reason(encoding)`` tells whether
+    they are exact there, so this process need not load the encoding to know. None: they are made here again."""
+    _reasons_from[:] = [reason] if reason is not None else []
+
+
+def estimate_reason(encoding: str) -> str | None:
+    """Why token counts for ``encoding`` are estimates (None: exact, tiktoken loaded) where they are counted."""
+    if _reasons_from:
+        return _reasons_from[0](encoding)
+    return text_counter(encoding)[1]
+
+
 def load_ahead(encoding: str) -> None:
     """Load the encoding on a background thread (a third of a second of CPU), so that the run's validation
     finds it ready instead of loading it on its critical path."""

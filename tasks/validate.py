@@ -23,12 +23,12 @@ from ftprep.openai_models import DEFAULT_MODEL, PRICES_AS_OF, default_epochs, mo
 from ftprep.pause import pause_point
 from ftprep.redact import redact, redact_obj
 from ftprep.steps import task
-from ftprep.tokens import TOOL_ESTIMATE_NOTE, text_counter
-from tasks import PIPELINE_CACHE
+from ftprep.tokens import TOOL_ESTIMATE_NOTE, load_ahead, text_counter
+from tasks import PIPELINE_CACHE, scan_child
 from tasks.token_stats import token_stats
 from tasks.validation_checks import CHECKS, ERROR, WARNING
 from tasks.validation_report import render_markdown, render_text, stats_table, summary_line
-from tasks.validation_scan import FileScan, default_workers, scan_file
+from tasks.validation_scan import FileScan, default_workers, scan_files
 
 LINES_SHOWN = 10
 
@@ -58,22 +58,9 @@ def validate_files(
     for path, _ in files:  # one line for a missing file, a folder, a FIFO (never opened: it would block)...
         if (problem := storage.problem(path)) is not None:
             raise InputError(f"{path} {problem}; give a readable .jsonl file")
-    _, estimated = text_counter(spec.encoding)  # loaded once here, shared by the workers
     workers = workers if workers is not None else default_workers()
-    # the validation file of a pair first: the training file's workers then look its digests up as they go
+    scans, estimated = _scan(files, spec.encoding, spec.max_tokens_per_example, workers, exact_tokens, raw_digest)
     pair = {role: i for i, (_, role) in reversed(list(enumerate(files))) if role in ("train", "validation")}
-    order = sorted(range(len(files)), key=lambda i: i != pair.get("validation"))
-    done: dict[int, FileScan] = {}
-    for i in order:
-        path, role = files[i]
-        keep = i == pair.get("validation") and "train" in pair
-        against = done[pair["validation"]] if i == pair.get("train") and "validation" in pair else None
-        try:
-            done[i] = scan_file(path, role, spec.encoding, spec.max_tokens_per_example, workers, exact_tokens,
-                                 raw_digest, keep_lines=keep, against=against)
-        except OSError as e:  # a read error (EIO, a file removed or made unreadable meanwhile)
-            raise InputError(f"{path} cannot be read ({e.strerror or e}); check the file") from None
-    scans = [done[i] for i in range(len(files))]  # the report lists the files as given
 
     findings: list[Finding] = []
     for scan in scans:
@@ -83,8 +70,8 @@ def validate_files(
                 if code == "too_many_tokens":
                     detail = f" ({spec.max_tokens_per_example:,} for {model})"
                 findings.append(_finding(code, scan.path, scan.lines[code], detail))
-    train = done[pair["train"]] if "train" in pair else None
-    validation = done[pair["validation"]] if "validation" in pair else None
+    train = scans[pair["train"]] if "train" in pair else None
+    validation = scans[pair["validation"]] if "validation" in pair else None
     if train is not None and validation is not None:
         exact = sorted(line for digest, line in validation.example_lines.items() if digest in train.leaked)
         exact_set = set(exact)
@@ -116,6 +103,27 @@ def validate_files(
                             tool_token_estimates=tools_estimated,
                             files=reports, findings=tuple(findings), epochs=epochs, billable_tokens=billable,
                             price_per_1m_tokens=price, price_as_of=as_of, estimated_cost_usd=cost)
+
+
+def _scan(files: list[tuple[Path | str, str]], encoding: str, limit: int, workers: int, exact_tokens: bool,
+          raw_digest: bool) -> tuple[list[FileScan], str | None]:
+    """(the files' scans, why token counts are estimates or None): made by the validation process the command
+    started (:mod:`tasks.scan_child`) when there is one, else here."""
+    scanner = scan_child.current(files)
+    if scanner is not None:
+        try:
+            return scanner.scan([(str(p), r) for p, r in files], encoding, limit, workers, exact_tokens, raw_digest)
+        except scan_child.ScanUnavailable:
+            pass  # it went away: scan here
+    _, estimated = text_counter(encoding)  # loaded once here, shared by the forked workers
+    return scan_files(files, encoding, limit, workers, exact_tokens, raw_digest), estimated
+
+
+def count_ahead(encoding: str) -> None:
+    """Have ``encoding`` loaded by the time validation needs it: in the validation process if the command
+    started one, else on a thread here (:func:`ftprep.tokens.load_ahead`)."""
+    if scan_child.current() is None:
+        load_ahead(encoding)
 
 
 def training_price(model: str, override: float | None = None) -> float:

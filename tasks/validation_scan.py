@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftprep import storage
+from ftprep.children import die_with_parent
 from ftprep.openai_models import MIN_EXAMPLES
 from ftprep.progress import bar
 from ftprep.tokens import text_counter
@@ -140,6 +141,7 @@ _job: Job | None = None  # in a worker process: the job of the scan it serves
 
 def _serve(job: Job) -> None:
     global _job
+    die_with_parent()  # a worker never outlives the process that forked it, however that one ends
     _job = job
 
 
@@ -211,6 +213,31 @@ def scan_file(path: Path | str, role: str, encoding: str, limit: int, workers: i
         return scan_file(path, role, encoding, limit, workers, True, raw_digest, keep_lines, against, part_bytes)
     scan.sampled = cut < ALL
     return scan
+
+
+def scan_files(files: list[tuple[Path | str, str]], encoding: str, limit: int, workers: int,
+               exact_tokens: bool = False, raw_digest: bool = False) -> list[FileScan]:
+    """Scan each (path, role) of ``files`` (role "train", "validation" or "file"), in the order given back.
+
+    The validation file of a pair goes first: the training file's workers then look its digests up as they go.
+    What only the scans themselves need (the digest sets) is dropped from the results."""
+    from ftprep.errors import InputError
+
+    pair = {role: i for i, (_, role) in reversed(list(enumerate(files))) if role in ("train", "validation")}
+    order = sorted(range(len(files)), key=lambda i: i != pair.get("validation"))
+    done: dict[int, FileScan] = {}
+    for i in order:
+        path, role = files[i]
+        keep = i == pair.get("validation") and "train" in pair
+        against = done[pair["validation"]] if i == pair.get("train") and "validation" in pair else None
+        try:
+            done[i] = scan_file(path, role, encoding, limit, workers, exact_tokens, raw_digest, keep_lines=keep,
+                                against=against)
+        except OSError as e:  # a read error (EIO, a file removed or made unreadable meanwhile)
+            raise InputError(f"{path} cannot be read ({e.strerror or e}); check the file") from None
+    for scan in done.values():
+        scan.seen, scan.prompt_hashes = set(), set()
+    return [done[i] for i in range(len(files))]
 
 
 def _merge(scan: FileScan, parts: Iterator[Part], expected_lines: int, keep_lines: bool) -> int:

@@ -1,0 +1,205 @@
+"""Validation scans in a child process started with the command: the tokenizer loads there, on another core.
+
+Loading tiktoken's encoding takes a third of a second of CPU, and the command's own process is busy importing
+Prefect and the OpenAI SDK at the time (one core: the GIL). ``ftprep prepare`` and ``ftprep validate`` call
+:func:`start` before anything else, so that ``python -m tasks.scan_child`` imports the scan code (no Prefect)
+and loads the encoding beside that work; :func:`tasks.validate.validate_files` then hands it the local files to
+scan (:func:`tasks.validation_scan.scan_files`, on every core: its worker processes are forked from it, small
+and single-threaded, not from the command's process). Requests and answers are pickles on the child's
+stdin and stdout, one at a time. Only this process's own code writes what it unpickles.
+
+The child gets no credential (:func:`ftprep.children.environment`), ends with its parent (``PR_SET_PDEATHSIG``,
+and its input closing), and draws its progress bar on the command's terminal. If it cannot start or goes away,
+the scan runs in the calling process, as in a process that never started one (a worker, ``serve``, tests).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from ftprep import children, storage
+
+_HEADER = struct.Struct("!Q")
+# what the tokenizer needs to find or fetch its encoding, and what the progress bar reads
+_ENV = ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR", "FTPREP_PROGRESS", "TERM", "COLUMNS", "NO_COLOR",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "REQUESTS_CA_BUNDLE")
+_lock = threading.Lock()
+_current: Scanner | None = None
+
+
+class ScanUnavailable(Exception):
+    """The child cannot answer (it could not start, or it went away): scan in this process instead."""
+
+
+def _send(stream: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("the validation process closed its output")
+    size = _HEADER.unpack(header)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the validation process closed its output")
+    return pickle.loads(data)  # noqa: S301 - written by this module's own child, never by a data file
+
+
+class Scanner:
+    """The child process and the one conversation it holds at a time."""
+
+    def __init__(self, encoding: str) -> None:
+        self._lock = threading.Lock()
+        self._reasons: dict[str, str | None] = {}  # encoding -> why counts are estimates (None: exact)
+        self._first = encoding
+        try:
+            self._child: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-I", "-m", "tasks.scan_child", encoding], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, env=children.environment(*_ENV), preexec_fn=children.preexec(),
+                start_new_session=True)  # Ctrl-C is the command's to handle; the child ends with it
+        except OSError:
+            self._child = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    def alive(self) -> bool:
+        return self._child is not None and self._child.poll() is None
+
+    def _ask(self, message: Any | None) -> Any:
+        """Send ``message`` (None: nothing), return the answer; ScanUnavailable, and the child given up, if
+        there is none. The first answer is the child's first words: whether its encoding loaded."""
+        child = self._child
+        if child is None:
+            raise ScanUnavailable("no validation process")
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                self._reasons[first] = _receive(child.stdout)
+            if message is None:
+                return None
+            _send(child.stdin, message)
+            return _receive(child.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError) as e:
+            self.stop()
+            raise ScanUnavailable(str(e)) from None
+
+    def reason(self, encoding: str) -> str | None:
+        """Why the child's token counts for ``encoding`` are estimates (None: exact, tiktoken loaded there)."""
+        with self._lock:
+            self._ask(None)
+            if encoding not in self._reasons:
+                self._reasons[encoding] = self._ask(("reason", encoding))
+            return self._reasons[encoding]
+
+    def scan(self, files: list[tuple[str, str]], encoding: str, limit: int, workers: int, exact_tokens: bool,
+             raw_digest: bool) -> tuple[list[Any], str | None]:
+        """(the scans of :func:`tasks.validation_scan.scan_files`, the estimate's reason), made in the child."""
+        reason = self.reason(encoding)
+        with self._lock:
+            status, value = self._ask(("scan", files, encoding, limit, workers, exact_tokens, raw_digest))
+        if status == "error":
+            raise value if isinstance(value, BaseException) else RuntimeError(f"validation process: {value}")
+        return value, reason
+
+    def stop(self) -> None:
+        """Close the child's input (it leaves) and forget it."""
+        child, self._child = self._child, None
+        if child is not None:
+            for stream in (child.stdin, child.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+
+def start(encoding: str) -> Scanner:
+    """Start this process's validation child (once) and let it load ``encoding``; returns it. Call it from the
+    main thread: the child's parent-death signal follows the thread that started it."""
+    from ftprep import tokens
+
+    global _current
+    with _lock:
+        if _current is None or not _current.alive():
+            _current = Scanner(encoding)
+            tokens.counted_elsewhere(_reason)
+        return _current
+
+
+def stop() -> None:
+    """Stop this process's validation child, if it started one: scans run here again."""
+    from ftprep import tokens
+
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.stop()
+            _current = None
+        tokens.counted_elsewhere(None)
+
+
+def _reason(encoding: str) -> str | None:
+    """Why token counts for ``encoding`` are estimates, as the process that counts them says."""
+    from ftprep.tokens import text_counter
+
+    scanner = current()
+    if scanner is not None:
+        try:
+            return scanner.reason(encoding)
+        except ScanUnavailable:
+            pass
+    return text_counter(encoding)[1]
+
+
+def current(files: list[tuple[Path | str, str]] | None = None) -> Scanner | None:
+    """The running child, if this process started one and it can read ``files`` (local files only: an object
+    store's client and credentials stay in this process)."""
+    scanner = _current
+    if scanner is None or not scanner.alive():
+        return None
+    if files is not None and any(storage.is_url(path) for path, _ in files):
+        return None
+    return scanner
+
+
+# ------------------------------------------------------------------------------------------- the child
+def _serve(encoding: str) -> None:
+    from ftprep.tokens import text_counter
+    from tasks.validation_scan import scan_files
+
+    out = os.fdopen(os.dup(1), "wb")  # the answers; anything printed goes to stderr, not into them
+    os.dup2(2, 1)
+    _send(out, text_counter(encoding)[1])
+    requests = sys.stdin.buffer
+    while True:
+        try:
+            message = _receive(requests)
+        except EOFError:
+            return
+        kind, *args = message
+        if kind == "reason":
+            _send(out, text_counter(args[0])[1])
+            continue
+        try:
+            answer: Any = ("ok", scan_files([(p, r) for p, r in args[0]], *args[1:]))
+        except Exception as e:  # noqa: BLE001 - handed to the caller, which raises it
+            answer = ("error", e)
+        try:
+            _send(out, answer)
+        except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
+            _send(out, ("error", f"{type(answer[1]).__name__}: {answer[1]}"))
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1])

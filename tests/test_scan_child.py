@@ -1,0 +1,116 @@
+"""The validation process a command starts: same report as a scan here, no secret in it, gone with its parent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks import scan_child
+from tasks.validate import validate_files
+from tests.test_kill_matrix import FTPREP
+from tests.test_validate import example, good_lines, write
+
+
+@pytest.fixture
+def scanner():
+    child = scan_child.start("o200k_base")
+    yield child
+    scan_child.stop()
+
+
+def _gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":  # ended, not yet reaped by its (already gone) parent's init
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _pair(tmp_path: Path, n: int) -> list[tuple[Path, str]]:
+    """A training file over several parts (so the child's workers scan it), with problems of every kind the
+    merge handles: a duplicate, a leaked example and prompt, a bad line, a blank line inside."""
+    train = good_lines(n)
+    train[10] = train[5]  # duplicate
+    train[20] = "{not json"
+    train[30] = ""
+    leaked = json.dumps(example("item 7"))
+    prompt_only = json.dumps(example("item 8", answer="Price is $99.00"))
+    validation = [*good_lines(12, "held out"), leaked, prompt_only]
+    return [(write(tmp_path, "train.jsonl", train), "train"), (write(tmp_path, "val.jsonl", validation), "validation")]
+
+
+def test_the_child_scans_as_this_process_does(tmp_path, scanner):
+    files = _pair(tmp_path, 50_000)  # 7 MB: two parts, scanned by the child's two forked workers
+    assert files[0][0].stat().st_size > 4 << 20
+    by_child = validate_files(files, workers=2)
+    assert scanner.alive() and scan_child.current(files) is scanner
+    by_child_exact = validate_files(files, workers=2, exact_tokens=True)
+    scan_child.stop()
+    assert scan_child.current() is None
+    here = validate_files(files, workers=2)
+    assert by_child == here
+    assert validate_files(files, workers=2, exact_tokens=True) == by_child_exact
+    found = {f.code for f in here.findings}
+    assert {"duplicate_example", "invalid_json", "blank_line", "leakage_exact", "leakage_prompt"} <= found
+    assert here.token_counts_estimated is None  # the child found the encoding too (TIKTOKEN_CACHE_DIR passed)
+
+
+def test_a_child_that_went_away_is_replaced_by_a_scan_here(tmp_path, scanner):
+    files = _pair(tmp_path, 200)
+    expected = validate_files(files)
+    os.kill(scanner.pid, signal.SIGKILL)
+    assert _gone(scanner.pid)
+    assert validate_files(files) == expected
+    assert scan_child.current() is None
+
+
+def test_an_object_store_file_is_scanned_here(scanner):
+    assert scan_child.current([("s3://bucket/train.jsonl", "train")]) is None
+    assert scan_child.current([("/tmp/train.jsonl", "train")]) is scanner
+
+
+def test_the_command_starts_it_without_secrets_and_it_ends_with_the_command(tmp_path, cli_env, sample_pickle):
+    """``ftprep prepare``, held at its validate step: its validation process runs, with the tokenizer's settings
+    but none of the command's credentials; SIGKILL of the command ends it (and nothing else is left)."""
+    marker = tmp_path / "paused"
+    env = dict(cli_env, OPENAI_API_KEY="sk-proj-" + "s3cr3t" * 8, AWS_SECRET_ACCESS_KEY="aws-s3cr3t-value",
+               FTPREP_TEST_PAUSE="validate", FTPREP_TEST_PAUSE_FILE=str(marker))
+    proc = subprocess.Popen([FTPREP, "prepare", "--data", str(sample_pickle), "--out", str(tmp_path / "out"),
+                             "--no-upload", "--train-size", "40", "--validation-size", "10"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "never reached the validate step"
+            time.sleep(0.05)
+        kids = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        scanners = [p for p in kids if b"tasks.scan_child" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(scanners) == 1, [Path(f"/proc/{p}/cmdline").read_bytes() for p in kids]
+        environ = Path(f"/proc/{scanners[0]}/environ").read_bytes()
+        assert b"s3cr3t" not in environ and b"OPENAI_API_KEY" not in environ
+        assert b"TIKTOKEN_CACHE_DIR=" + os.environ["TIKTOKEN_CACHE_DIR"].encode() in environ
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _gone(scanners[0]), "the validation process outlived the command"
+
+
+def test_the_command_validates_in_it(tmp_path, cli_env):
+    """``ftprep validate`` hands its files to the process it started: the report is the same as a scan here."""
+    files = _pair(tmp_path, 300)
+    args = ["validate", "--train", str(files[0][0]), "--validation", str(files[1][0]), "--json"]
+    shown = subprocess.run([FTPREP, *args], env=cli_env, capture_output=True, text=True)
+    assert shown.returncode == 1, shown.stderr  # the pair has errors
+    assert json.loads(shown.stdout) == json.loads(validate_files(files).model_dump_json())
