@@ -154,6 +154,27 @@ def _know_secrets() -> None:
         pass
 
 
+def _hash_early(argv: list[str]) -> None:
+    """Start hashing the local datasets given as ``--data``/``--validation-data`` (the load task's cache key)
+    before Prefect is imported: hashing releases the GIL, so it runs beside that import. Anything unusual is
+    left to the command's own checks, which hash again (a file being hashed is waited for, not read twice)."""
+    from ftprep import storage
+    from ftprep.fsio import hash_ahead
+
+    for i, arg in enumerate(argv):
+        for option in ("--data", "--validation-data"):
+            value = argv[i + 1] if arg == option and i + 1 < len(argv) else \
+                arg.split("=", 1)[1] if arg.startswith(option + "=") else None
+            if value is None or storage.is_url(value):
+                continue
+            try:
+                path = storage.normalize(value, option)
+            except FtprepError:
+                continue
+            if os.path.isfile(path):  # never a FIFO: reading one would block
+                hash_ahead(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (0 ok, 1 validation failed or a bug, 2 expected error, 130 interrupted)."""
     from ftprep.redact import redact
@@ -169,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tasks import scan_child
 
             scan_child.start(model_spec(DEFAULT_MODEL).encoding)  # loads the tokenizer on the other core meanwhile
+        if argv and argv[0] == "prepare":
+            _hash_early(argv)
         code = app(argv)
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -22,7 +22,6 @@ import weakref
 from typing import Any
 
 TOKENS, TARGETS = "tokens", "targets"
-_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "MPLCONFIGDIR")
 CHART_SECONDS = 60.0  # a chart request not answered by then is given up (the first one imports matplotlib)
 _SHARED_LOCK = threading.Lock()
 _shared: Painter | None = None
@@ -75,11 +74,13 @@ class Painter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._hung: str | None = None
+        from ftprep import children  # here, not at the top: the child runs this file with the standard library
+
         try:
-            env = {k: v for k, v in os.environ.items() if k in _ENV}
             self._child: subprocess.Popen | None = subprocess.Popen(
                 [sys.executable, "-I", __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # its own group: killed whole
+                stderr=subprocess.DEVNULL, env=children.environment("MPLCONFIGDIR"), preexec_fn=children.preexec(),
+                start_new_session=True)  # its own group: killed whole
         except OSError:
             self._child = None
         weakref.finalize(self, _stop, self._child)
