@@ -2,7 +2,7 @@
 
 Loading tiktoken's encoding takes a third of a second of CPU, and the command's own process is busy importing
 Prefect and the OpenAI SDK at the time (one core: the GIL). ``ftprep prepare`` and ``ftprep validate`` call
-:func:`start` before anything else, so that ``python -m tasks.scan_child`` imports the scan code (no Prefect)
+:func:`start` before anything else, so that a child ``python`` imports the scan code (no Prefect)
 and loads the encoding beside that work; :func:`tasks.validate.validate_files` then hands it the local files to
 scan (:func:`tasks.validation_scan.scan_files`, on every core: its worker processes are forked from it, small
 and single-threaded, not from the command's process). Requests and answers are pickles on the child's
@@ -21,15 +21,26 @@ import struct
 import subprocess
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import IO, Any
 
 from ftprep import children, storage
+from ftprep.errors import FtprepError
 
 _HEADER = struct.Struct("!Q")
 # what the tokenizer needs to find or fetch its encoding, and what the progress bar reads
 _ENV = ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR", "FTPREP_PROGRESS", "TERM", "COLUMNS", "NO_COLOR",
         "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "REQUESTS_CA_BUNDLE")
+# the child's program: an interpreter that cannot import this module (not installed there) leaves quietly, and
+# the scans run in the command's process
+_BOOT = """import sys
+try:
+    from tasks.scan_child import _serve
+except ImportError:
+    raise SystemExit(3) from None
+_serve(sys.argv[1])
+"""
 _lock = threading.Lock()
 _current: Scanner | None = None
 
@@ -64,7 +75,7 @@ class Scanner:
         self._first = encoding
         try:
             self._child: subprocess.Popen | None = subprocess.Popen(
-                [sys.executable, "-I", "-m", "tasks.scan_child", encoding], stdin=subprocess.PIPE,
+                [sys.executable, "-I", "-c", _BOOT, encoding], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, env=children.environment(*_ENV), preexec_fn=children.preexec(),
                 start_new_session=True)  # Ctrl-C is the command's to handle; the child ends with it
         except OSError:
@@ -110,7 +121,12 @@ class Scanner:
         with self._lock:
             status, value = self._ask(("scan", files, encoding, limit, workers, exact_tokens, raw_digest))
         if status == "error":
-            raise value if isinstance(value, BaseException) else RuntimeError(f"validation process: {value}")
+            error, where = value
+            if not isinstance(error, BaseException):
+                error = RuntimeError(f"validation process: {error}")
+            if not isinstance(error, FtprepError):  # a bug: where it happened, under the caller's traceback
+                error.add_note(f"In the validation process:\n{where}")
+            raise error
         return value, reason
 
     def stop(self) -> None:
@@ -194,11 +210,12 @@ def _serve(encoding: str) -> None:
         try:
             answer: Any = ("ok", scan_files([(p, r) for p, r in args[0]], *args[1:]))
         except Exception as e:  # noqa: BLE001 - handed to the caller, which raises it
-            answer = ("error", e)
+            answer = ("error", (e, traceback.format_exc()))
         try:
             _send(out, answer)
         except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
-            _send(out, ("error", f"{type(answer[1]).__name__}: {answer[1]}"))
+            error, where = answer[1]
+            _send(out, ("error", (f"{type(error).__name__}: {error}", where)))
 
 
 if __name__ == "__main__":

@@ -114,3 +114,17 @@ def test_the_command_validates_in_it(tmp_path, cli_env):
     shown = subprocess.run([FTPREP, *args], env=cli_env, capture_output=True, text=True)
     assert shown.returncode == 1, shown.stderr  # the pair has errors
     assert json.loads(shown.stdout) == json.loads(validate_files(files).model_dump_json())
+
+
+def test_its_errors_are_raised_here(tmp_path, scanner):
+    """An expected error is the same one line; a bug comes with the child's traceback as a note."""
+    from ftprep.errors import InputError
+
+    with pytest.raises(InputError, match=r"missing\.jsonl cannot be read .*; check the file"):
+        scanner.scan([(str(tmp_path / "missing.jsonl"), "train")], "o200k_base", 65536, 1, False, False)
+    files = [(str(path), role) for path, role in _pair(tmp_path, 200)]
+    with pytest.raises(TypeError) as bug:
+        scanner.scan(files, "o200k_base", "not a number", 1, False, False)
+    assert "In the validation process" in "".join(bug.value.__notes__)
+    assert scanner.alive()  # and it goes on serving
+    assert scanner.scan(files, "o200k_base", 65536, 1, False, False)[0][0].examples == 198  # 200 lines: one not JSON, one blank
