@@ -154,6 +154,25 @@ def _know_secrets() -> None:
         pass
 
 
+def _start_early(argv: list[str]) -> None:
+    """The console command's helpers, started before its code is imported so that they work on the other core
+    meanwhile: the validation process loads the tokenizer (``prepare``, ``validate``), the chart process imports
+    matplotlib and the datasets are hashed (``prepare``). Only for the console script: its process runs one
+    command and then leaves (:func:`run`); a process calling :func:`main` keeps running scans and charts itself."""
+    if not argv or {"-h", "--help"} & set(argv):
+        return
+    if argv[0] in SCAN_COMMANDS:
+        from ftprep.openai_models import DEFAULT_MODEL, model_spec
+        from tasks import scan_child
+
+        scan_child.start(model_spec(DEFAULT_MODEL).encoding)
+    if argv[0] == "prepare":
+        from tasks.chart_draw import Painter
+
+        _hash_early(argv)
+        Painter.shared()
+
+
 def _hash_early(argv: list[str]) -> None:
     """Start hashing the local datasets given as ``--data``/``--validation-data`` (the load task's cache key)
     before Prefect is imported: hashing releases the GIL, so it runs beside that import. Anything unusual is
@@ -185,13 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ftprep import server
 
             server.start()  # boots while the flows are imported and the inputs checked
-        if argv and argv[0] in SCAN_COMMANDS and not {"-h", "--help"} & set(argv):
-            from ftprep.openai_models import DEFAULT_MODEL, model_spec
-            from tasks import scan_child
-
-            scan_child.start(model_spec(DEFAULT_MODEL).encoding)  # loads the tokenizer on the other core meanwhile
-        if argv and argv[0] == "prepare":
-            _hash_early(argv)
         code = app(argv)
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -257,6 +269,7 @@ def run() -> None:
     signal.signal(signal.SIGINT, _on_interrupt)
     try:
         try:
+            _start_early(sys.argv[1:])
             code = main()
         except SystemExit as e:  # cyclopts ends a command that returned its exit code with sys.exit(code)
             code = e.code if isinstance(e.code, int) else 0 if e.code is None else _exit_message(e.code)
