@@ -69,9 +69,9 @@ def prepare(
     # keyed by content, so the reference may be one a run elsewhere made; this run reads its own copy
     ref = read_here(load_dataset(data, store), data, store)
     vref = read_here(load_dataset(validation_data, store), validation_data, store) if validation_data else None
-    # after loading (one core, and the GIL, for itself): the charts' child process imports matplotlib on another
-    # core and the tokenizer loads (in the command's validation process, or on a thread) while the examples are
-    # written
+    # after loading (one core, and the GIL, for itself), unless the command started them already: the charts'
+    # child process imports matplotlib on another core and the tokenizer loads (in the command's validation
+    # process, or on a thread) while the examples are written
     painter = Painter.shared()
     count_ahead(model_spec(model).encoding)
     plan = split_dataset(ref, split, vref, store)
