@@ -4,7 +4,8 @@
     .venv/bin/python bench/whole_bench.py --curve          # also JSONL inputs of 100k, 400k (and --big: 2M)
     .venv/bin/python bench/whole_bench.py --curve-only [--big]   # only the JSONL streaming curve
 
-Printed, each side in its own process (wall from process start to exit, peak RSS: the process's VmHWM):
+Printed, each side in its own process (wall from process start to exit, peak RSS: the process's VmHWM or the
+highest sum of its and its descendants' VmRSS, whichever is larger):
 
 1. 400,000 course items, 399,000 train + 1,000 validation, ``--no-upload``: the course notebook's whole path
    (unpickle, format, ``json.dumps``, one write) against ``ftprep prepare`` with the validation gate on, best of
@@ -45,19 +46,39 @@ nb.write_jsonl(items[{n_train}:{n_train} + {n_val}], {out!r} + "/fine_tune_valid
 """
 
 
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/status").read_text().split(field + ":")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (ftprep's validation and chart processes, the validation workers)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, ValueError):
+            pass
+    return found
+
+
 def measure(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one process; exits with its output if it fails."""
+    """(wall seconds, peak RSS MB) of one command: the larger of its process's own high-water mark and the
+    highest sum of the resident sizes of it and its descendants seen every 10 ms (pages a forked worker shares
+    with its parent are counted in each); exits with its output if it fails."""
     started = time.perf_counter()
-    hwm = 0
+    hwm = tree = 0
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-        while proc.poll() is None:  # the process's own high-water mark (rusage would count the forked parent)
-            try:
-                status = Path(f"/proc/{proc.pid}/status").read_text()
-                hwm = max(hwm, int(status.split("VmHWM:")[1].split()[0]))
-            except (OSError, IndexError, ValueError):
-                pass
+        while proc.poll() is None:  # (rusage would count the forked parent, and miss what is not waited for)
+            hwm = max(hwm, _status_kb(proc.pid, "VmHWM"))
+            tree = max(tree, sum(_status_kb(p, "VmRSS") for p in _tree(proc.pid)))
             time.sleep(0.01)
+        hwm = max(hwm, tree)
         wall = time.perf_counter() - started
         if proc.returncode:
             log.seek(0)
