@@ -58,10 +58,14 @@ def _umask() -> int:
     return mask
 
 
+HASH_CHUNK = 8 << 20  # hashing reads this much per step: each step takes the GIL once, so a file hashed on a
+# thread while the main thread works (hash_ahead) takes 0.42 s for 393 MB in 8 MiB steps, 0.91 s in 1 MiB ones
+
+
 def file_digests(path: str | os.PathLike, md5: bool = False) -> tuple[str, str | None]:
-    """sha256 (and md5 if asked) of a file, read in 1 MiB chunks."""
+    """sha256 (and md5 if asked) of a file, read in HASH_CHUNK steps."""
     sha, m5 = hashlib.sha256(), hashlib.md5() if md5 else None
-    buf = bytearray(CHUNK)
+    buf = bytearray(HASH_CHUNK)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as fh:
         while n := fh.readinto(buf):
