@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -33,14 +34,18 @@ _HEADER = struct.Struct("!Q")
 _ENV = ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR", "FTPREP_PROGRESS", "TERM", "COLUMNS", "NO_COLOR",
         "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "REQUESTS_CA_BUNDLE")
 # the child's program: an interpreter that cannot import this module (not installed there) leaves quietly, and
-# the scans run in the command's process
+# the scans run in the command's process; so does a child the interrupted command stops (SIGINT, its bar cleared)
 _BOOT = """import sys
 try:
-    from tasks.scan_child import _serve
-except ImportError:
-    raise SystemExit(3) from None
-_serve(sys.argv[1])
+    try:
+        from tasks.scan_child import _serve
+    except ImportError:
+        raise SystemExit(3) from None
+    _serve(sys.argv[1])
+except KeyboardInterrupt:
+    raise SystemExit(130) from None
 """
+INTERRUPT_SECONDS = 2.0  # an interrupted child's time to clear its progress bar and stop its workers
 _lock = threading.Lock()
 _current: Scanner | None = None
 
@@ -105,6 +110,9 @@ class Scanner:
         except (OSError, EOFError, pickle.UnpicklingError) as e:
             self.stop()
             raise ScanUnavailable(str(e)) from None
+        except BaseException:  # Ctrl-C (or any exception) midway: the conversation cannot go on
+            self.stop(interrupt=True)
+            raise
 
     def reason(self, encoding: str) -> str | None:
         """Why the child's token counts for ``encoding`` are estimates (None: exact, tiktoken loaded there)."""
@@ -129,10 +137,20 @@ class Scanner:
             raise error
         return value, reason
 
-    def stop(self) -> None:
-        """Close the child's input (it leaves) and forget it."""
+    def stop(self, interrupt: bool = False) -> None:
+        """Close the child's input (it leaves) and forget it. ``interrupt``: the command was interrupted while
+        the child works: it gets the Ctrl-C the terminal sent the command (its own session got none), so that
+        it clears its progress bar and shows the cursor again, as a scan in this process would, and stops."""
         child, self._child = self._child, None
         if child is not None:
+            if interrupt and child.poll() is None:
+                try:
+                    child.send_signal(signal.SIGINT)
+                    child.wait(INTERRUPT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                except OSError:
+                    pass
             for stream in (child.stdin, child.stdout):
                 try:
                     stream.close()

@@ -129,3 +129,36 @@ def test_its_errors_are_raised_here(tmp_path, scanner):
     assert scanner.alive()  # and it goes on serving
     scans, _ = scanner.scan(files, "o200k_base", 65536, 1, False, False)
     assert scans[0].examples == 198  # of 200 lines: one not JSON, one blank
+
+
+def test_ctrl_c_during_a_scan_stops_the_child_as_a_scan_here_would_stop(tmp_path, capfd):
+    """Ctrl-C reaches the command's process group, not the child's session: the command passes it on, so the
+    child unwinds its scan (its progress bar cleared, the cursor shown again, its workers stopped) and leaves
+    with 130 and no traceback, instead of being killed with its bar left on the terminal."""
+    import threading
+
+    files = _pair(tmp_path, 180_000)  # 26 MB: several parts, scanned by the child's forked workers
+    scanner = scan_child.start("o200k_base")
+    try:
+        child = scanner._child
+        scanner.reason("o200k_base")  # loaded: the next wait is the scan's
+        workers: list[int] = []
+
+        def interrupt_when_scanning() -> None:
+            deadline = time.monotonic() + 30
+            while not workers and time.monotonic() < deadline:
+                workers.extend(int(p) for p in
+                               Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split())
+                time.sleep(0.005)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+        threading.Thread(target=interrupt_when_scanning, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            validate_files(files, workers=2)
+        assert workers, "the child never forked its workers"
+        assert child.wait(5) == 130  # it left by itself, interrupted, not killed
+        assert all(_gone(pid, 5) for pid in workers)
+        assert scan_child.current() is None
+        assert "Traceback" not in capfd.readouterr().err
+    finally:
+        scan_child.stop()
