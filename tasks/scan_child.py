@@ -107,11 +107,10 @@ class Scanner:
                 return None
             _send(child.stdin, message)
             return _receive(child.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError) as e:
-            self.stop()
-            raise ScanUnavailable(str(e)) from None
-        except BaseException:  # Ctrl-C (or any exception) midway: the conversation cannot go on
+        except BaseException as e:  # Ctrl-C midway, a child that went away or garbled: the conversation is over
             self.stop(interrupt=True)
+            if isinstance(e, (OSError, EOFError, pickle.UnpicklingError)):
+                raise ScanUnavailable(str(e)) from None
             raise
 
     def reason(self, encoding: str) -> str | None:
@@ -138,9 +137,9 @@ class Scanner:
         return value, reason
 
     def stop(self, interrupt: bool = False) -> None:
-        """Close the child's input (it leaves) and forget it. ``interrupt``: the command was interrupted while
-        the child works: it gets the Ctrl-C the terminal sent the command (its own session got none), so that
-        it clears its progress bar and shows the cursor again, as a scan in this process would, and stops."""
+        """Close the child's input (it leaves) and forget it. ``interrupt``: the conversation broke off (Ctrl-C
+        while the child works): it gets the Ctrl-C the terminal sent the command (its own session got none), so
+        that it clears its progress bar and shows the cursor again, as a scan in this process would, and stops."""
         child, self._child = self._child, None
         if child is not None:
             if interrupt and child.poll() is None:
@@ -149,7 +148,7 @@ class Scanner:
                     child.wait(INTERRUPT_SECONDS)
                 except subprocess.TimeoutExpired:
                     child.kill()
-                except OSError:
+                except (OSError, ValueError):  # gone meanwhile; no SIGINT to send (Windows)
                     pass
             for stream in (child.stdin, child.stdout):
                 try:
