@@ -208,11 +208,19 @@ def current(files: list[tuple[Path | str, str]] | None = None) -> Scanner | None
 
 # ------------------------------------------------------------------------------------------- the child
 def _serve(encoding: str) -> None:
+    out = os.fdopen(os.dup(1), "wb")  # the answers; anything printed goes to stderr, not into them
+    os.dup2(2, 1)
+    try:
+        _answer(out, encoding)
+    except BrokenPipeError:  # the command closed its end (it stopped listening, or it went away): nobody to tell
+        os._exit(0)  # not even the answer still buffered, which would fail again on the way out, with a traceback
+
+
+def _answer(out: IO[bytes], encoding: str) -> None:
+    """Say whether ``encoding`` loaded, then answer each request on stdin until it closes."""
     from ftprep.tokens import text_counter
     from tasks.validation_scan import scan_files
 
-    out = os.fdopen(os.dup(1), "wb")  # the answers; anything printed goes to stderr, not into them
-    os.dup2(2, 1)
     _send(out, text_counter(encoding)[1])
     requests = sys.stdin.buffer
     while True:
@@ -233,7 +241,6 @@ def _serve(encoding: str) -> None:
         except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
             error, where = answer[1]
             _send(out, ("error", (f"{type(error).__name__}: {error}", where)))
-
 
 if __name__ == "__main__":
     _serve(sys.argv[1])

@@ -162,3 +162,19 @@ def test_ctrl_c_during_a_scan_stops_the_child_as_a_scan_here_would_stop(tmp_path
         assert "Traceback" not in capfd.readouterr().err
     finally:
         scan_child.stop()
+
+
+def test_a_child_whose_command_stopped_listening_leaves_quietly(tmp_path, capfd):
+    """Where no parent-death signal ends it (macOS) the child finishes the scan its command asked for; if the
+    command has closed its end meanwhile (gone, or given up on it), the child leaves without a traceback."""
+    files = [(str(path), role) for path, role in _pair(tmp_path, 20_000)]
+    scanner = scan_child.start("o200k_base")
+    try:
+        child = scanner._child
+        scanner.reason("o200k_base")
+        scan_child._send(child.stdin, ("scan", files, "o200k_base", 65536, 1, False, False))
+        child.stdout.close()  # nobody reads the answer
+        assert child.wait(30) == 0
+        assert "Traceback" not in capfd.readouterr().err
+    finally:
+        scan_child.stop()
