@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
@@ -13,10 +12,10 @@ from ftprep.openai_models import DEFAULT_MODEL
 
 
 def validate(
-    files: list[Path] | None = None,
+    files: list[str] | None = None,
     *,
-    train: Path | None = None,
-    validation: Path | None = None,
+    train: str | None = None,
+    validation: str | None = None,
     model: str = DEFAULT_MODEL,
     price_per_million: Annotated[float | None, Parameter(name="--price-per-million")] = None,
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,

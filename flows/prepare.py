@@ -73,7 +73,7 @@ def prepare(
     # child process imports matplotlib on another core and the tokenizer loads (in the command's validation
     # process, or on a thread) while the examples are written
     painter = Painter.shared()
-    count_ahead(model_spec(model).encoding)
+    count_ahead(model_spec(model).encoding, out)
     plan = split_dataset(ref, split, vref, store)
     fmt = format_examples(resolve_template(template), plan, store)
     files = write_files(plan, fmt, out, store, project)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from collections.abc import Callable
 # What any child needs to run: the program path, home, locale, temporary folder and certificates.
 KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
 SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "AUTH", "CREDENTIAL")
+_USERINFO = re.compile(r"://[^/@\s]*:[^/@\s]*@")  # scheme://user:password@
 
 
 def secret_name(name: str) -> bool:
@@ -20,9 +22,11 @@ def secret_name(name: str) -> bool:
 
 def environment(*names: str, prefixes: tuple[str, ...] = ()) -> dict[str, str]:
     """This process's environment cut down to :data:`KEEP`, ``names`` (chosen by the caller, none a credential)
-    and the variables starting with one of ``prefixes`` whose name does not say they hold a credential."""
+    and the variables starting with one of ``prefixes`` whose name does not say they hold a credential; never a
+    value holding a URL with a password (a proxy's ``http://user:password@host``)."""
     return {k: v for k, v in os.environ.items()
-            if k in KEEP or k in names or (k.startswith(prefixes) and not secret_name(k))}
+            if (k in KEEP or k in names or (k.startswith(prefixes) and not secret_name(k)))
+            and not _USERINFO.search(v)}
 
 
 def die_with_parent() -> None:
@@ -36,17 +40,6 @@ def die_with_parent() -> None:
         pass  # no libc by that name: the explicit stops on exit still apply
 
 
-def preexec(background: bool = False) -> Callable[[], None] | None:
-    """``preexec_fn`` for :class:`subprocess.Popen`: :func:`die_with_parent` where it does something, and with
-    ``background`` a lower CPU priority (``nice`` 10), for a helper that works ahead: it takes the cores the
-    command and its Prefect server leave free, and never slows them."""
-    if not sys.platform.startswith("linux"):
-        return None
-    if not background:
-        return die_with_parent
-
-    def run() -> None:
-        die_with_parent()
-        os.nice(10)
-
-    return run
+def preexec() -> Callable[[], None] | None:
+    """``preexec_fn`` for :class:`subprocess.Popen`: :func:`die_with_parent` where it does something."""
+    return die_with_parent if sys.platform.startswith("linux") else None

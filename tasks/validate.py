@@ -119,10 +119,11 @@ def _scan(files: list[tuple[Path | str, str]], encoding: str, limit: int, worker
     return scan_files(files, encoding, limit, workers, exact_tokens, raw_digest), estimated
 
 
-def count_ahead(encoding: str) -> None:
-    """Have ``encoding`` loaded by the time validation needs it: in the validation process if the command
-    started one, else on a thread here (:func:`ftprep.tokens.load_ahead`)."""
-    if scan_child.current() is None:
+def count_ahead(encoding: str, out: str) -> None:
+    """Have ``encoding`` loaded by the time validation of files written to ``out`` needs it: in the validation
+    process if the command started one and the files are local, else on a thread here
+    (:func:`ftprep.tokens.load_ahead`)."""
+    if scan_child.current([(out, "")]) is None:
         load_ahead(encoding)
 
 

@@ -400,3 +400,12 @@ def test_a_command_leaves_without_teardown_only_after_the_server_has_its_whole_r
     proc = subprocess.run([sys.executable, "-c", script, "prepare", "--data", str(tmp_path / "missing.pkl")],
                           env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and "torn down" not in proc.stderr
+
+
+def test_validate_keeps_a_url_whole(ftprep_main, monkeypatch):
+    """``--train s3://...`` names the object, not a local path ``s3:/...`` (a Path option would fold the ``//``)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    proc = ftprep_main(["validate", "--train", "s3://bucket/train.jsonl"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: s3://bucket/train.jsonl: no credentials for s3://"), proc.stderr

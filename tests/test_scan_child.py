@@ -178,3 +178,16 @@ def test_a_child_whose_command_stopped_listening_leaves_quietly(tmp_path, capfd)
         assert "Traceback" not in capfd.readouterr().err
     finally:
         scan_child.stop()
+
+
+def test_a_child_environment_holds_no_password(monkeypatch):
+    from ftprep import children
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://me:pa55word@proxy.example:3128")
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:pass")
+    monkeypatch.setenv("PREFECT_HOME", "/tmp/prefect-home")
+    env = children.environment("HTTPS_PROXY", "HTTP_PROXY", prefixes=("PREFECT_",))
+    assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["PREFECT_HOME"] == "/tmp/prefect-home"
+    assert "HTTP_PROXY" not in env and "PREFECT_API_AUTH_STRING" not in env
+    assert not any("pa55word" in v or "admin:pass" in v for v in env.values())
