@@ -134,8 +134,13 @@ def _exit_now(code: int, line: str | None) -> None:
     os._exit(code)
 
 
+_interrupted = False  # Ctrl-C was pressed: whatever error it surfaces as (a library may wrap it) means "interrupted"
+
+
 def _on_interrupt(signum, frame) -> None:
     """First Ctrl-C: stop within seconds with one line; a second Ctrl-C adds nothing."""
+    global _interrupted
+    _interrupted = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.disable(logging.CRITICAL)  # Prefect's crash report would print tracebacks; the run is marked anyway
     timer = threading.Timer(4.5, _exit_now, (130, INTERRUPTED))  # if unwinding hangs (a thread in a request)
@@ -208,7 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except (ValidationError, CycloptsError) as e:
+    except Exception as e:  # noqa: BLE001 - sorted below: interrupted, a bad option, or a bug
+        if _interrupted:  # e.g. pydantic wraps a KeyboardInterrupt raised inside its serializer
+            print(INTERRUPTED, file=sys.stderr)
+            return 130
+        if not isinstance(e, (ValidationError, CycloptsError)):
+            _know_secrets()  # a bug: its traceback, as Python would print it, through the redaction layer
+            print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
+            return 1
         cause = e if isinstance(e, ValidationError) else e.__cause__
         if isinstance(cause, FtprepError):  # a model's own check, already one line
             print(f"error: {cause}", file=sys.stderr)
@@ -226,10 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
-    except Exception:  # a bug: its traceback, as Python would print it, through the redaction layer
-        _know_secrets()
-        print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
-        return 1
     return code if isinstance(code, int) else 0
 
 

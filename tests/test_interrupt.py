@@ -36,3 +36,47 @@ def test_ctrl_c_during_a_slow_upload_stops_within_seconds_with_one_line(tmp_path
     assert len(lines) == 1 and lines[0].startswith("interrupted: stopped; requests in flight were cancelled")
     assert "Traceback" not in err + out
     assert not (tmp_path / "out" / "manifest.json").exists()  # nothing was committed
+
+
+WRAPPED = """
+import os, signal, sys
+import pydantic
+import cli.main as m
+
+class Settings(pydantic.BaseModel):
+    x: int = 1
+
+    @pydantic.field_serializer("x")
+    def ctrl_c_meanwhile(self, value):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while pydantic serializes: it wraps the interrupt
+        return value
+
+signal.signal(signal.SIGINT, m._on_interrupt)
+m.app = lambda argv: Settings().model_dump()  # the command's code, reduced to what Prefect's start-up does there
+sys.exit(m.main(["prepare"]))
+"""
+
+
+def test_ctrl_c_that_a_library_wraps_in_its_own_error_is_still_one_line():
+    """Seen at start-up: Ctrl-C inside Prefect's settings serialization came out as pydantic's
+    PydanticSerializationError with a traceback and exit 1."""
+    done = subprocess.run([sys.executable, "-c", WRAPPED], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith("interrupted")
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_too(tmp_path, cli_env, sample_pickle):
+    """Ctrl-C at any moment of the start (imports, Prefect's settings, the flow run's creation), where libraries
+    may wrap the KeyboardInterrupt in their own errors: exit 130, one line, no traceback."""
+    for delay in (0.4, 0.8, 1.2):
+        proc = subprocess.Popen([FTPREP, "prepare", "--data", str(sample_pickle), "--out", "out", "--no-upload"],
+                                env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        if proc.returncode == 0:  # the run was over before the Ctrl-C: nothing to see at this delay
+            continue
+        assert proc.returncode == 130, (delay, err[-2000:])
+        assert "Traceback" not in err + out, (delay, err[-2000:])
+        assert [line for line in err.splitlines() if line.strip()][-1].startswith("interrupted"), (delay, err)
