@@ -6,6 +6,7 @@ import ctypes
 import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -29,17 +30,36 @@ def environment(*names: str, prefixes: tuple[str, ...] = ()) -> dict[str, str]:
             and not _USERINFO.search(v)}
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Linux: this process gets SIGKILL when its parent ends, however it ends (``PR_SET_PDEATHSIG``); elsewhere
-    nothing. Call it in the child: between fork and exec (``preexec_fn``) or first thing in a forked worker."""
+    nothing. Call it in the child: between fork and exec (``preexec_fn``) or first thing in a forked worker, with
+    ``parent`` the pid that forked it: a parent that ended before the signal was set (it would never come) ends
+    this process now."""
     if not sys.platform.startswith("linux"):
         return
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
-        pass  # no libc by that name: the explicit stops on exit still apply
+        return  # no libc by that name: the explicit stops on exit still apply
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def close_pipes(child: subprocess.Popen) -> None:
+    """Close our ends of a helper child's stdin and stdout: it reads the end of its input and leaves. Not waited
+    for (its interpreter's exit is no part of the run); the subprocess module reaps it."""
+    for stream in (child.stdin, child.stdout):
+        try:
+            if stream is not None:
+                stream.close()
+        except OSError:
+            pass
 
 
 def preexec() -> Callable[[], None] | None:
-    """``preexec_fn`` for :class:`subprocess.Popen`: :func:`die_with_parent` where it does something."""
-    return die_with_parent if sys.platform.startswith("linux") else None
+    """``preexec_fn`` for :class:`subprocess.Popen`, made in the parent: :func:`die_with_parent` where it does
+    something."""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    return lambda: die_with_parent(parent)

@@ -152,15 +152,11 @@ def _kill_group(child: subprocess.Popen) -> None:
 
 
 def _stop(child: subprocess.Popen | None) -> None:
-    """Close the child's input: it reads the end and leaves. Not waited for (its interpreter's exit is no part of
-    the run); the subprocess module reaps it."""
-    if child is None:
-        return
-    for stream in (child.stdin, child.stdout):
-        try:
-            stream.close()
-        except OSError:
-            pass
+    """Close the child's input: it reads the end and leaves (:func:`ftprep.children.close_pipes`)."""
+    from ftprep.children import close_pipes  # here, not at the top: the child runs this file with the standard library
+
+    if child is not None:
+        close_pipes(child)
 
 
 def _serve() -> None:

@@ -35,15 +35,16 @@ _ENV = ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR", "FTPREP_PROGRESS", "TERM", "
         "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "REQUESTS_CA_BUNDLE")
 # the child's program: an interpreter that cannot import this module (not installed there) leaves quietly, and
 # the scans run in the command's process; so does a child the interrupted command stops (SIGINT, its bar cleared)
-_BOOT = """import sys
+_BOOT = """import os, sys
 try:
     try:
         from tasks.scan_child import _serve
     except ImportError:
         raise SystemExit(3) from None
     _serve(sys.argv[1])
-except KeyboardInterrupt:
-    raise SystemExit(130) from None
+except KeyboardInterrupt:  # its progress bar is cleared by now; its workers end with it (parent-death signal)
+    sys.stderr.flush()
+    os._exit(130)  # not waiting at exit for the parts the workers are still checking
 """
 INTERRUPT_SECONDS = 2.0  # an interrupted child's time to clear its progress bar and stop its workers
 _lock = threading.Lock()
@@ -150,11 +151,7 @@ class Scanner:
                     child.kill()
                 except (OSError, ValueError):  # gone meanwhile; no SIGINT to send (Windows)
                     pass
-            for stream in (child.stdin, child.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+            children.close_pipes(child)
 
 
 def start(encoding: str) -> Scanner:
@@ -207,9 +204,20 @@ def current(files: list[tuple[Path | str, str]] | None = None) -> Scanner | None
 
 
 # ------------------------------------------------------------------------------------------- the child
+def _interrupted(signum, frame) -> None:
+    """Ctrl-C passed on by the command: unwind (the progress bar cleared), and in any case be gone within a second,
+    whatever the unwinding meets (a worker being forked, a lock a killed worker held)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    deadline = threading.Timer(1.0, os._exit, (130,))
+    deadline.daemon = True
+    deadline.start()
+    raise KeyboardInterrupt
+
+
 def _serve(encoding: str) -> None:
     out = os.fdopen(os.dup(1), "wb")  # the answers; anything printed goes to stderr, not into them
     os.dup2(2, 1)
+    signal.signal(signal.SIGINT, _interrupted)
     try:
         _answer(out, encoding)
     except BrokenPipeError:  # the command closed its end (it stopped listening, or it went away): nobody to tell

@@ -139,9 +139,9 @@ def check_part(job: Job, start: int, end: int) -> Part:
 _job: Job | None = None  # in a worker process: the job of the scan it serves
 
 
-def _serve(job: Job) -> None:
+def _serve(job: Job, parent: int) -> None:
     global _job
-    die_with_parent()  # a worker never outlives the process that forked it, however that one ends
+    die_with_parent(parent)  # a worker never outlives the process that forked it, however that one ends
     _job = job
 
 
@@ -195,14 +195,17 @@ def scan_file(path: Path | str, role: str, encoding: str, limit: int, workers: i
     if workers > 1 and len(ranges) > 1 and not storage.is_url(path):  # an object store's client is not fork-safe
         # fork: the workers share the loaded encoding and the job (a set of digests need not be sent each part)
         pool = ProcessPoolExecutor(min(workers, len(ranges)), mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_serve, initargs=(job,))
+                                   initializer=_serve, initargs=(job, os.getpid()))
     try:
         parts: Iterator[Part] = (pool.map(_check_range, ranges) if pool is not None
                                  else (check_part(job, *r) for r in ranges))
         last_line = _merge(scan, parts, int(size / max(average, 1.0)), keep_lines)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    except BaseException:
+        if pool is not None:  # interrupted or failed: the parts being checked are not waited for; the workers end
+            pool.shutdown(wait=False, cancel_futures=True)  # after them, or with this process (parent-death signal)
+        raise
+    if pool is not None:
+        pool.shutdown(cancel_futures=True)
     # Blank lines after the last example are harmless; blank lines between examples are not.
     blanks = [n for n in scan.lines.pop("blank_line", []) if n < last_line]
     if blanks:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -191,3 +192,14 @@ def test_a_child_environment_holds_no_password(monkeypatch):
     assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["PREFECT_HOME"] == "/tmp/prefect-home"
     assert "HTTP_PROXY" not in env and "PREFECT_API_AUTH_STRING" not in env
     assert not any("pa55word" in v or "admin:pass" in v for v in env.values())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_child_whose_parent_is_already_gone_ends_at_once():
+    """The parent-death signal only comes if the parent is alive when it is set: a worker forked just before its
+    parent ended (Ctrl-C while the pool starts) would otherwise wait for ever on the pool's queue."""
+    code = "import os, sys\nfrom ftprep.children import die_with_parent\ndie_with_parent(int(sys.argv[1]))\nprint('on')"
+    assert subprocess.run([sys.executable, "-c", code, str(os.getpid())], capture_output=True,
+                          text=True).stdout == "on\n"  # its parent is this process: it goes on
+    assert subprocess.run([sys.executable, "-c", code, "1"], capture_output=True,
+                          text=True).returncode == 1  # not the parent it was forked by: ends
