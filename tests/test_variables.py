@@ -1,0 +1,81 @@
+"""Writing the Variables one run leaves for the next: a busy SQLite server costs a moment, not seconds."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from ftprep import variables
+
+
+def _database() -> Path:
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    url = PREFECT_SERVER_DATABASE_CONNECTION_URL.value()
+    assert url.startswith("sqlite+aiosqlite:///"), url
+    return Path(url.removeprefix("sqlite+aiosqlite:///"))
+
+
+def test_a_busy_sqlite_server_is_asked_again_within_a_second(prefect_server, monkeypatch):
+    # Another connection writes the server's database (as Prefect's own event persister does) for 150 ms of
+    # every 500: an update whose read comes before such a commit and whose write after it gets a 503, which
+    # Prefect's client would wait 2 s (1.6 s at the least, with its jitter) to send again.
+    met: list[int] = []
+    hook = variables.ask_again_soon
+
+    def counting(response):
+        if response.status_code == 503:
+            met.append(503)
+        hook(response)
+
+    monkeypatch.setattr(variables, "ask_again_soon", counting)
+    stop = threading.Event()
+
+    def writer():
+        db = sqlite3.connect(_database(), isolation_level=None, timeout=30)
+        db.execute("CREATE TABLE IF NOT EXISTS ftprep_test_lock (x)")
+        while not stop.is_set():
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO ftprep_test_lock VALUES (1)")
+            time.sleep(0.15)
+            db.execute("COMMIT")
+            time.sleep(0.35)
+        db.execute("DROP TABLE ftprep_test_lock")
+        db.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    took = []
+    try:
+        for i in range(24):
+            started = time.perf_counter()
+            variables.write("ftprep_test_busy", {"round": i})
+            took.append(time.perf_counter() - started)
+    finally:
+        stop.set()
+        thread.join()
+    from prefect.variables import Variable
+
+    assert Variable.get("ftprep_test_busy") == {"round": 23}
+    assert met, "no write met a busy server: the writer's timing did not reproduce it"
+    assert max(took) < 1.0, [round(t, 2) for t in took]
+
+
+def test_the_waits_grow_as_a_busy_server_stays_busy():
+    import httpx
+
+    request = httpx.Request("PATCH", "http://127.0.0.1/api/variables/name/x")
+    waits = []
+    for _ in range(5):
+        response = httpx.Response(503, request=request)
+        variables.ask_again_soon(response)
+        waits.append(float(response.headers["Retry-After"]))
+    assert waits == [0.05, 0.2, 0.8, 3.2, 12.8]
+    told = httpx.Response(503, request=request, headers={"Retry-After": "7"})
+    variables.ask_again_soon(told)
+    assert told.headers["Retry-After"] == "7"  # the server's own word stands
+    fine = httpx.Response(200, request=request)
+    variables.ask_again_soon(fine)
+    assert "Retry-After" not in fine.headers
