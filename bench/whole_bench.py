@@ -3,6 +3,7 @@
     .venv/bin/python bench/whole_bench.py                 # 400k, 500/50 with upload, warm make-run command
     .venv/bin/python bench/whole_bench.py --curve          # also JSONL inputs of 100k, 400k (and --big: 2M)
     .venv/bin/python bench/whole_bench.py --curve-only [--big]   # only the JSONL streaming curve
+    .venv/bin/python bench/whole_bench.py --everyday-only --rounds 7   # only the 500/50 job and its floor
 
 Printed, each side in its own process (wall from process start to exit, peak RSS: the process's VmHWM or the
 highest sum of its and its descendants' VmRSS, whichever is larger):
@@ -11,7 +12,9 @@ highest sum of its and its descendants' VmRSS, whichever is larger):
    (unpickle, format, ``json.dumps``, one write) against ``ftprep prepare`` with the validation gate on, best of
    3 each, interleaved, against one running Prefect server, a fresh result store per ftprep run (nothing cached).
 2. The everyday job, 500/50 with upload to the local stub: ftprep against ``bench/naive_port.py`` (five plain
-   Prefect tasks), same server, the stub emptied before each run, best of 3 interleaved.
+   Prefect tasks), same server, the stub emptied before each run, best of 3 interleaved; and the floor
+   (``bench/prefect_floor.py``: one flow, the two ``files.create``, no heartbeat, no teardown) with 1 task run
+   and with ftprep's 10.
 3. The command ``make run`` runs (600-item sample, Prefect's embedded default: no PREFECT_API_URL), warm
    (installed, Prefect's database migrated), best of 2, against the naive port on the same default.
 """
@@ -127,7 +130,7 @@ def everyday(server_env: dict[str, str], rounds: int) -> None:
     data = OUT / "items-600.pkl"
     if not data.exists():
         write_pickle(data, 600)
-    ours, naive = [], []
+    ours, naive, floor, floor10 = [], [], [], []
     with StubOpenAI() as stub:
         env = dict(server_env, OPENAI_API_KEY=stub.api_key, OPENAI_BASE_URL=stub.base_url)
         for _ in range(rounds):
@@ -135,12 +138,24 @@ def everyday(server_env: dict[str, str], rounds: int) -> None:
             ours.append(measure([FTPREP, "prepare", "--data", str(data), "--train-size", "500",
                                  "--validation-size", "50", "--out", tempfile.mkdtemp()], fresh_store(env)))
             stub.reset()
+            naive_out = tempfile.mkdtemp()
             naive.append(measure([PY, str(ROOT / "bench" / "naive_port.py"), "--data", str(data), "--upload",
-                                  "--out", tempfile.mkdtemp()], fresh_store(env)))
+                                  "--out", naive_out], fresh_store(env)))
+            files = [f"{naive_out}/fine_tune_train.jsonl", f"{naive_out}/fine_tune_validation.jsonl"]
+            for tasks, runs in ((1, floor), (10, floor10)):  # the floor uploads the naive port's two files
+                stub.reset()
+                runs.append(measure([PY, str(ROOT / "bench" / "prefect_floor.py"), *files, "--tasks", str(tasks)],
+                                    fresh_store(env)))
+    low = min(w for w, _ in naive)
     print("500/50 with upload to the local stub, same running Prefect server")
     print(f"  naive Prefect port       {best(naive)}")
     print(f"  ftprep prepare           {best(ours)}")
-    print(f"  ratio ftprep/naive       {min(w for w, _ in ours) / min(w for w, _ in naive):.2f}x")
+    print(f"  ratio ftprep/naive       {min(w for w, _ in ours) / low:.2f}x")
+    print(f"  floor, 1 task            {best(floor)}")
+    print(f"  floor, 10 tasks          {best(floor10)}")
+    print(f"  ratio floor/naive        {min(w for w, _ in floor) / low:.2f}x with 1 task, "
+          f"{min(w for w, _ in floor10) / low:.2f}x with ftprep's 10 (bench/prefect_floor.py: the two files.create, "
+          "no heartbeat, no teardown)")
 
 
 def make_run(rounds: int) -> None:
@@ -190,6 +205,7 @@ def main() -> None:
     ap.add_argument("--curve", action="store_true", help="also the JSONL streaming curve (100k, 400k)")
     ap.add_argument("--curve-only", action="store_true", help="only the JSONL streaming curve")
     ap.add_argument("--big", action="store_true", help="with --curve or --curve-only: also 2M items")
+    ap.add_argument("--everyday-only", action="store_true", help="only the 500/50 job (ftprep, naive port, floor)")
     args = ap.parse_args()
     from tests.prefect_procs import prefect_server
 
@@ -199,6 +215,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home, prefect_server(Path(home), Path(home) / "server.log") as server:
         server_env = dict(env, **server)
         server_env["TIKTOKEN_CACHE_DIR"] = os.environ["TIKTOKEN_CACHE_DIR"]
+        if args.everyday_only:
+            everyday(server_env, args.rounds)
+            return
         if not args.curve_only:
             big_run(server_env, args.n, args.rounds)
             everyday(server_env, args.rounds)
