@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from ftprep import variables
@@ -45,20 +46,21 @@ def test_a_busy_sqlite_server_is_asked_again_within_a_second(prefect_server, mon
         db.execute("DROP TABLE ftprep_test_lock")
         db.close()
 
+    name = f"ftprep_test_busy_{uuid.uuid4().hex[:8]}"
     thread = threading.Thread(target=writer)
     thread.start()
     took = []
     try:
         for i in range(24):
             started = time.perf_counter()
-            variables.write("ftprep_test_busy", {"round": i})
+            variables.write(name, {"round": i})
             took.append(time.perf_counter() - started)
     finally:
         stop.set()
         thread.join()
     from prefect.variables import Variable
 
-    assert Variable.get("ftprep_test_busy") == {"round": 23}
+    assert Variable.get(name) == {"round": 23}
     assert met, "no write met a busy server: the writer's timing did not reproduce it"
     assert max(took) < 1.0, [round(t, 2) for t in took]
 
