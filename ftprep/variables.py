@@ -66,8 +66,10 @@ def latest_model(project: str = DEFAULT_PROJECT) -> str | None:
 # Prefect's server on SQLite answers 503 to a Variable update when another write (usually its own event
 # persister's) committed between the update's read and its write ("database is locked"). The answer has no
 # Retry-After, so Prefect's client waits 2 s, then 4, 8, 16 and 32: about 1 everyday prepare in 8 took 2 s longer.
-# Variable writes ask again after 0.05 s, then four times longer each time (0.05 to 12.8 s: 17 s in all).
-RETRY_FIRST, RETRY_FACTOR = 0.05, 4
+# Variable writes ask again after 0.05 s, then four times longer each time (0.05 to 12.8 s: 17 s in all with
+# Prefect's 5 retries), never longer than 12.8 s: more retries (PREFECT_CLIENT_MAX_RETRIES) or answers that Prefect
+# does not count (Prefect Cloud's "Prefect-Maintenance: true", asked again for as long as they come) wait 12.8 s each.
+RETRY_FIRST, RETRY_FACTOR, RETRY_STEPS = 0.05, 4, 4
 _asked: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # request -> answers made to wait
 
 
@@ -76,7 +78,7 @@ def ask_again_soon(response: Any) -> None:
     same request object again, and waits what the header says)."""
     if response.status_code in (502, 503) and "Retry-After" not in response.headers:
         n = _asked.get(response.request, 0)
-        _asked[response.request] = n + 1
+        _asked[response.request] = min(n + 1, RETRY_STEPS)
         response.headers["Retry-After"] = f"{RETRY_FIRST * RETRY_FACTOR ** n:g}"
 
 

@@ -75,6 +75,14 @@ def test_the_waits_grow_as_a_busy_server_stays_busy():
         variables.ask_again_soon(response)
         waits.append(float(response.headers["Retry-After"]))
     assert waits == [0.05, 0.2, 0.8, 3.2, 12.8]
+    # answers Prefect asks again after for as long as they come (Prefect Cloud's maintenance): 12.8 s each, not
+    # 51 s, 3.4 min, ... 14 hours after the tenth (and an OverflowError after the 512th)
+    later = []
+    for _ in range(600):
+        response = httpx.Response(503, request=request, headers={"Prefect-Maintenance": "true"})
+        variables.ask_again_soon(response)
+        later.append(float(response.headers["Retry-After"]))
+    assert set(later) == {12.8}
     told = httpx.Response(503, request=request, headers={"Retry-After": "7"})
     variables.ask_again_soon(told)
     assert told.headers["Retry-After"] == "7"  # the server's own word stands
