@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from contextvars import ContextVar
 from typing import Any
 
 from ftprep.errors import InputError
@@ -71,6 +72,7 @@ def latest_model(project: str = DEFAULT_PROJECT) -> str | None:
 # does not count (Prefect Cloud's "Prefect-Maintenance: true", asked again for as long as they come) wait 12.8 s each.
 RETRY_FIRST, RETRY_FACTOR, RETRY_STEPS = 0.05, 4, 4
 _asked: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # request -> answers made to wait
+_WRITING: ContextVar[bool] = ContextVar("ftprep_variable_write", default=False)
 
 
 def ask_again_soon(response: Any) -> None:
@@ -80,6 +82,13 @@ def ask_again_soon(response: Any) -> None:
         n = _asked.get(response.request, 0)
         _asked[response.request] = min(n + 1, RETRY_STEPS)
         response.headers["Retry-After"] = f"{RETRY_FIRST * RETRY_FACTOR ** n:g}"
+
+
+def _while_writing(response: Any) -> None:
+    """The hook :func:`write` adds to the client it uses (the flow run's own, when there is one): only write's own
+    requests are asked again sooner; the client's other requests keep Prefect's waits."""
+    if _WRITING.get():
+        ask_again_soon(response)
 
 
 def write(name: str, value: Any) -> None:
@@ -96,14 +105,23 @@ def write(name: str, value: Any) -> None:
     from ftprep.redact import redact_obj
 
     value = redact_obj(value)
-    with get_client(sync_client=True, httpx_settings={"event_hooks": {"response": [ask_again_soon]}}) as client:
-        for attempt in range(3):
-            try:
-                if client.read_variable_by_name(name) is None:
-                    client.create_variable(VariableCreate(name=name, value=value, tags=[]))
-                else:
-                    client.update_variable(VariableUpdate(name=name, value=value, tags=[]))
-                return
-            except ObjectAlreadyExists:
-                if attempt == 2:
-                    raise
+    token = _WRITING.set(True)
+    # the flow run's client when there is one, as Variable.set: a client of its own (httpx_settings) would cost
+    # its TLS context, connection and CSRF probe, 30-70 ms on each write inside a flow
+    try:
+        with get_client(sync_client=True) as client:
+            hooks = client._client.event_hooks["response"]
+            if _while_writing not in hooks:
+                hooks.append(_while_writing)
+            for attempt in range(3):
+                try:
+                    if client.read_variable_by_name(name) is None:
+                        client.create_variable(VariableCreate(name=name, value=value, tags=[]))
+                    else:
+                        client.update_variable(VariableUpdate(name=name, value=value, tags=[]))
+                    return
+                except ObjectAlreadyExists:
+                    if attempt == 2:
+                        raise
+    finally:
+        _WRITING.reset(token)

@@ -96,3 +96,33 @@ def test_the_waits_grow_as_a_busy_server_stays_busy():
     fine = httpx.Response(200, request=request)
     variables.ask_again_soon(fine)
     assert "Retry-After" not in fine.headers
+
+
+def test_a_write_in_a_flow_uses_the_flow_runs_client_and_leaves_its_other_requests_alone(prefect_server):
+    import httpx
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    name = f"ftprep_test_flow_{uuid.uuid4().hex[:8]}"
+    sent: list[str] = []
+
+    @flow
+    def writes() -> None:
+        with get_client(sync_client=True) as client:  # the flow run's own client
+            client._client.event_hooks["response"].append(lambda r: sent.append(f"{r.request.method} {r.url.path}"))
+            variables.write(name, {"round": 0})
+            variables.write(name, {"round": 1})
+            assert client._client.event_hooks["response"].count(variables._while_writing) == 1
+
+    writes()
+    from prefect.variables import Variable
+
+    assert Variable.get(name) == {"round": 1}
+    path = f"/api/variables/name/{name}"
+    # both writes on the flow run's client (a client of their own would also probe /api/csrf-token each time)
+    assert [s for s in sent if "variables" in s] == [f"GET {path}", "POST /api/variables/", f"GET {path}",
+                                                     f"PATCH {path}"], sent
+    # the hook left on that client: a 503 to any other request keeps Prefect's own wait
+    other = httpx.Response(503, request=httpx.Request("POST", "http://127.0.0.1/api/flow_runs/"))
+    variables._while_writing(other)
+    assert "Retry-After" not in other.headers
