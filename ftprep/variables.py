@@ -67,10 +67,10 @@ def latest_model(project: str = DEFAULT_PROJECT) -> str | None:
 # Prefect's server on SQLite answers 503 to a Variable update when another write (usually its own event
 # persister's) committed between the update's read and its write ("database is locked"). The answer has no
 # Retry-After, so Prefect's client waits 2 s, then 4, 8, 16 and 32: about 1 everyday prepare in 8 took 2 s longer.
-# Variable writes ask again after 0.05 s, then four times longer each time (0.05 to 12.8 s: 17 s in all with
-# Prefect's 5 retries), never longer than 12.8 s: more retries (PREFECT_CLIENT_MAX_RETRIES) or answers that Prefect
-# does not count (Prefect Cloud's "Prefect-Maintenance: true", asked again for as long as they come) wait 12.8 s each.
-RETRY_FIRST, RETRY_FACTOR, RETRY_STEPS = 0.05, 4, 4
+# Variable writes ask again after 0.05 s, then 0.25, 2, 16 and 44 s: as patient in all as Prefect's 5 retries (62 s,
+# for a server that is restarting), much sooner for a lock that is gone the moment after. Answers past those (more
+# retries, PREFECT_CLIENT_MAX_RETRIES; answers Prefect does not count, as a "Prefect-Maintenance: true") wait 44 s.
+WAITS = (0.05, 0.25, 2.0, 16.0, 44.0)
 _asked: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # request -> answers made to wait
 _WRITING: ContextVar[bool] = ContextVar("ftprep_variable_write", default=False)
 
@@ -80,8 +80,8 @@ def ask_again_soon(response: Any) -> None:
     same request object again, and waits what the header says)."""
     if response.status_code in (502, 503) and "Retry-After" not in response.headers:
         n = _asked.get(response.request, 0)
-        _asked[response.request] = min(n + 1, RETRY_STEPS)
-        response.headers["Retry-After"] = f"{RETRY_FIRST * RETRY_FACTOR ** n:g}"
+        _asked[response.request] = min(n + 1, len(WAITS) - 1)
+        response.headers["Retry-After"] = f"{WAITS[n]:g}"
 
 
 def _while_writing(response: Any) -> None:
