@@ -139,6 +139,9 @@ def test_ctrl_c_during_a_scan_stops_the_child_as_a_scan_here_would_stop(tmp_path
     import threading
 
     files = _pair(tmp_path, 180_000)  # 26 MB: several parts, scanned by the child's forked workers
+    # Ctrl-C raises KeyboardInterrupt here, as in a terminal: a shell's background job (`make test &` in a script)
+    # inherits SIGINT ignored, and Python then leaves it ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     scanner = scan_child.start("o200k_base")
     try:
         child = scanner._child
@@ -163,6 +166,7 @@ def test_ctrl_c_during_a_scan_stops_the_child_as_a_scan_here_would_stop(tmp_path
         assert "Traceback" not in capfd.readouterr().err
     finally:
         scan_child.stop()
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_child_whose_command_stopped_listening_leaves_quietly(tmp_path, capfd):
