@@ -66,13 +66,13 @@ def prepare(
     # absolute paths or URLs: cached results must not depend on the folder a run starts in
     data, out = normalize(data, "--data"), normalize(out, "--out")
     validation_data = normalize(validation_data, "--validation-data") if validation_data else None
+    # the charts' child process imports matplotlib on another core while the dataset is read (one core, and the
+    # GIL, for itself), unless the command started it already
+    painter = Painter.shared()
     # keyed by content, so the reference may be one a run elsewhere made; this run reads its own copy
     ref = read_here(load_dataset(data, store), data, store)
     vref = read_here(load_dataset(validation_data, store), validation_data, store) if validation_data else None
-    # after loading (one core, and the GIL, for itself), unless the command started them already: the charts'
-    # child process imports matplotlib on another core and the tokenizer loads (in the command's validation
-    # process, or on a thread) while the examples are written
-    painter = Painter.shared()
+    # the tokenizer loads (in the command's validation process, or on a thread) while the examples are written
     count_ahead(model_spec(model).encoding, out)
     plan = split_dataset(ref, split, vref, store)
     fmt = format_examples(resolve_template(template), plan, store)

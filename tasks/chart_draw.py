@@ -1,11 +1,12 @@
 """Charts drawn in a child process: matplotlib is imported there while the flow writes, on another core.
 
 Importing matplotlib costs more CPU than a whole everyday run's own work, and drawing in the flow's process would
-hold its GIL while validation and the uploads need it. :class:`Painter` starts ``python tasks/chart_draw.py`` once
-a run's data is loaded (only the standard library and matplotlib are imported there; no credential is in its
-environment) and asks it for PNGs, one JSON line each way; when the child cannot be used, the same :func:`draw`
-runs in this process. One child serves every run of a process (:meth:`Painter.shared`), so a process that runs
-many flows imports matplotlib once. The child leaves when its input closes, so it never outlives that process.
+hold its GIL while validation and the uploads need it. :class:`Painter` starts ``python tasks/chart_draw.py`` as
+the command starts, or as a run begins to read its data (only the standard library and matplotlib are imported
+there; no credential is in its environment) and asks it for PNGs, one JSON line each way; when the child cannot
+be used, the same :func:`draw` runs in this process. One child serves every run of a process
+(:meth:`Painter.shared`), so a process that runs many flows imports matplotlib once. The child leaves when its
+input closes, so it never outlives that process.
 """
 
 from __future__ import annotations

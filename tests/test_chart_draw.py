@@ -44,3 +44,31 @@ def test_a_painter_that_does_not_answer_is_given_up_and_replaced():
         painter.draw([], [1.0], "price")
     fresh = Painter.shared()
     assert fresh is not painter and fresh.draw([], [3.0], "price")[TARGETS][:4] == b"\x89PNG"
+
+
+def test_the_command_starts_the_chart_process_early_only_for_small_datasets(tmp_path, monkeypatch):
+    """Until its flow starts, ``ftprep prepare`` keeps both cores busy; a large dataset is then read on one core, so
+    its chart process starts beside that read (from the flow) instead of beside the command's imports."""
+    from cli import main as cli
+    from tasks import chart_draw, scan_child
+
+    small, big = tmp_path / "small.pkl", tmp_path / "big.pkl"
+    small.write_bytes(b"x" * 1000)
+    big.write_bytes(b"x" * 5000)
+    monkeypatch.setattr(cli, "EARLY_CHARTS_MAX_BYTES", 4000)
+    started = []
+    try:
+        for argv, early in ((["prepare", "--data", str(small)], True),
+                            (["prepare", f"--data={big}"], False),
+                            (["prepare", "--data", str(small), "--validation-data", str(small)], True),
+                            (["prepare", "--data", str(small), f"--validation-data={big}"], False),
+                            (["prepare", "--data", "s3://bucket/items.pkl"], True)):  # not read here: unknown size
+            monkeypatch.setattr(chart_draw, "_shared", None)
+            cli._start_early(argv)
+            painter = chart_draw._shared
+            started += [painter] if painter is not None else []
+            assert (painter is not None and painter.alive()) is early, argv
+    finally:
+        scan_child.stop()
+        for painter in started:
+            chart_draw._stop(painter._child)
