@@ -6,7 +6,8 @@
     .venv/bin/python bench/whole_bench.py --everyday-only --rounds 7   # only the 500/50 job and its floor
 
 Printed, each side in its own process (wall from process start to exit, peak RSS: the process's VmHWM or the
-highest sum of its and its descendants' VmRSS, whichever is larger):
+highest sum of its and its descendants' VmRSS, whichever is larger; at 400k also the CPU seconds the whole machine
+spent meanwhile, from /proc/stat, and the least wall that CPU allows on this machine's cores):
 
 1. 400,000 course items, 399,000 train + 1,000 validation, ``--no-upload``: the course notebook's whole path
    (unpickle, format, ``json.dumps``, one write) against ``ftprep prepare`` with the validation gate on, best of
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -69,11 +71,24 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def measure(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one command: the larger of its process's own high-water mark and the
-    highest sum of the resident sizes of it and its descendants seen every 10 ms (pages a forked worker shares
-    with its parent are counted in each); exits with its output if it fails."""
-    started = time.perf_counter()
+class Run(NamedTuple):
+    wall: float  # seconds, from the process's start to its exit
+    rss: float  # peak RSS, MB
+    cpu: float  # CPU seconds the whole machine spent meanwhile (every process: the command's, the server's)
+
+
+def _busy() -> float:
+    """CPU seconds this machine has spent busy since boot, all cores together (user, system, interrupts)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (sum(map(int, fields[:3])) + sum(map(int, fields[5:8]))) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> Run:
+    """(wall seconds, peak RSS MB, CPU seconds) of one command. Peak RSS: the larger of its process's own
+    high-water mark and the highest sum of the resident sizes of it and its descendants seen every 10 ms (pages a
+    forked worker shares with its parent are counted in each). CPU: the machine's, so it includes the Prefect
+    server's work for the command and anything else running. Exits with the command's output if it fails."""
+    started, busy = time.perf_counter(), _busy()
     hwm = tree = 0
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
@@ -82,16 +97,16 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[floa
             tree = max(tree, sum(_status_kb(p, "VmRSS") for p in _tree(proc.pid)))
             time.sleep(0.01)
         hwm = max(hwm, tree)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, _busy() - busy
         if proc.returncode:
             log.seek(0)
             sys.exit(f"{' '.join(cmd[:3])} failed:\n{log.read().decode(errors='replace')[-3000:]}")
-    return wall, hwm / 1024
+    return Run(wall, hwm / 1024, cpu)
 
 
 def best(runs: list[tuple[float, float]]) -> str:
-    walls = " ".join(f"{w:.1f}" for w, _ in runs)
-    return f"{min(w for w, _ in runs):6.2f} s (runs {walls}), peak RSS {max(r for _, r in runs):5.0f} MB"
+    walls = " ".join(f"{r.wall:.1f}" for r in runs)
+    return f"{min(r.wall for r in runs):6.2f} s (runs {walls}), peak RSS {max(r.rss for r in runs):5.0f} MB"
 
 
 def fresh_store(env: dict[str, str]) -> dict[str, str]:
@@ -118,9 +133,13 @@ def big_run(server_env: dict[str, str], n: int, rounds: int) -> None:
           f"{sys.version.split()[0]}, {os.cpu_count()} cores")
     print(f"  notebook whole path      {best(notebook)}")
     print(f"  ftprep prepare           {best(ours)}")
-    ratio = min(w for w, _ in ours) / min(w for w, _ in notebook)
-    rss = max(r for _, r in ours) / max(r for _, r in notebook)
+    ratio = min(r.wall for r in ours) / min(r.wall for r in notebook)
+    rss = max(r.rss for r in ours) / max(r.rss for r in notebook)
     print(f"  ratio ftprep/notebook    wall {ratio:.2f}x, peak RSS {rss:.2f}x")
+    cores, cpu = len(os.sched_getaffinity(0)), min(r.cpu for r in ours)
+    print(f"  CPU, whole machine       notebook {min(r.cpu for r in notebook):.1f} s, ftprep {cpu:.1f} s (its "
+          f"processes and the server's work for it): even with all {cores} cores busy from start to end, its wall "
+          f"could not be below {cpu / cores:.2f} s, {cpu / cores / min(r.wall for r in notebook):.2f}x the notebook")
 
 
 def everyday(server_env: dict[str, str], rounds: int) -> None:
@@ -146,15 +165,15 @@ def everyday(server_env: dict[str, str], rounds: int) -> None:
                 stub.reset()
                 runs.append(measure([PY, str(ROOT / "bench" / "prefect_floor.py"), *files, "--tasks", str(tasks)],
                                     fresh_store(env)))
-    low = min(w for w, _ in naive)
+    low = min(r.wall for r in naive)
     print("500/50 with upload to the local stub, same running Prefect server")
     print(f"  naive Prefect port       {best(naive)}")
     print(f"  ftprep prepare           {best(ours)}")
-    print(f"  ratio ftprep/naive       {min(w for w, _ in ours) / low:.2f}x")
+    print(f"  ratio ftprep/naive       {min(r.wall for r in ours) / low:.2f}x")
     print(f"  floor, 1 task            {best(floor)}")
     print(f"  floor, 10 tasks          {best(floor10)}")
-    print(f"  ratio floor/naive        {min(w for w, _ in floor) / low:.2f}x with 1 task, "
-          f"{min(w for w, _ in floor10) / low:.2f}x with ftprep's 10 (bench/prefect_floor.py: the two files.create, "
+    print(f"  ratio floor/naive        {min(r.wall for r in floor) / low:.2f}x with 1 task, "
+          f"{min(r.wall for r in floor10) / low:.2f}x with ftprep's 10 (bench/prefect_floor.py: the two files.create, "
           "no heartbeat, no teardown)")
 
 
@@ -176,7 +195,7 @@ def make_run(rounds: int) -> None:
     print("make run's command (600-item sample, no key), Prefect's embedded default, warm")
     print(f"  naive Prefect port       {best(naive)}")
     print(f"  ftprep prepare           {best(ours)}")
-    print(f"  ratio ftprep/naive       {min(w for w, _ in ours) / min(w for w, _ in naive):.2f}x")
+    print(f"  ratio ftprep/naive       {min(r.wall for r in ours) / min(r.wall for r in naive):.2f}x")
 
 
 def curve(server_env: dict[str, str], sizes: list[int]) -> None:
@@ -191,7 +210,7 @@ def curve(server_env: dict[str, str], sizes: list[int]) -> None:
             with open(data, "w") as f:
                 for item in generate_items(n):
                     f.write(json.dumps(item if isinstance(item, dict) else vars(item)) + "\n")
-        wall, rss = measure([FTPREP, "prepare", "--data", str(data), "--train-size", str(n - 1000),
+        wall, rss, _ = measure([FTPREP, "prepare", "--data", str(data), "--train-size", str(n - 1000),
                              "--validation-size", "1000", "--no-upload", "--out", tempfile.mkdtemp()],
                             fresh_store(server_env))
         print(f"  {n:>9,} items  {wall:6.1f} s  ({wall / n * 1e6:5.1f} us/item)  peak RSS {rss:6.0f} MB  "
