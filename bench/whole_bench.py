@@ -104,7 +104,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> Run:
     return Run(wall, hwm / 1024, cpu)
 
 
-def best(runs: list[tuple[float, float]]) -> str:
+def best(runs: list[Run]) -> str:
     walls = " ".join(f"{r.wall:.1f}" for r in runs)
     return f"{min(r.wall for r in runs):6.2f} s (runs {walls}), peak RSS {max(r.rss for r in runs):5.0f} MB"
 
@@ -211,8 +211,8 @@ def curve(server_env: dict[str, str], sizes: list[int]) -> None:
                 for item in generate_items(n):
                     f.write(json.dumps(item if isinstance(item, dict) else vars(item)) + "\n")
         wall, rss, _ = measure([FTPREP, "prepare", "--data", str(data), "--train-size", str(n - 1000),
-                             "--validation-size", "1000", "--no-upload", "--out", tempfile.mkdtemp()],
-                            fresh_store(server_env))
+                                "--validation-size", "1000", "--no-upload", "--out", tempfile.mkdtemp()],
+                               fresh_store(server_env))
         print(f"  {n:>9,} items  {wall:6.1f} s  ({wall / n * 1e6:5.1f} us/item)  peak RSS {rss:6.0f} MB  "
               f"({data.stat().st_size / 1e6:.0f} MB file, line index {8 * n / 1e6:.1f} MB)")
 

@@ -203,9 +203,13 @@ def _hash_early(argv: list[str]) -> int:
                 path = storage.normalize(value, option)
             except FtprepError:
                 continue
-            if os.path.isfile(path):  # never a FIFO: reading one would block
-                hash_ahead(path)
+            if not os.path.isfile(path):  # never a FIFO: reading one would block
+                continue
+            try:
                 total += os.path.getsize(path)
+            except OSError:  # gone meanwhile: the command's own checks say so
+                continue
+            hash_ahead(path)
     return total
 
 
