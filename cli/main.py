@@ -192,7 +192,7 @@ def _hash_early(argv: list[str]) -> int:
     from ftprep import storage
     from ftprep.fsio import hash_ahead
 
-    total = 0
+    total, seen = 0, set()
     for i, arg in enumerate(argv):
         for option in ("--data", "--validation-data"):
             value = argv[i + 1] if arg == option and i + 1 < len(argv) else \
@@ -203,8 +203,9 @@ def _hash_early(argv: list[str]) -> int:
                 path = storage.normalize(value, option)
             except FtprepError:
                 continue
-            if not os.path.isfile(path):  # never a FIFO: reading one would block
+            if path in seen or not os.path.isfile(path):  # never a FIFO: reading one would block
                 continue
+            seen.add(path)  # one file given to both options is read once (the run's store keeps it by content)
             try:
                 total += os.path.getsize(path)
             except OSError:  # gone meanwhile: the command's own checks say so

@@ -1,4 +1,4 @@
-"""Charts drawn in a child process: matplotlib is imported there while the flow writes, on another core.
+"""Charts drawn in a child process: matplotlib is imported there on another core, beside the command's start.
 
 Importing matplotlib costs more CPU than a whole everyday run's own work, and drawing in the flow's process would
 hold its GIL while validation and the uploads need it. :class:`Painter` starts ``python tasks/chart_draw.py`` as

@@ -55,6 +55,8 @@ def test_the_command_starts_the_chart_process_early_only_for_small_datasets(tmp_
     small, big = tmp_path / "small.pkl", tmp_path / "big.pkl"
     small.write_bytes(b"x" * 1000)
     big.write_bytes(b"x" * 5000)
+    mid = tmp_path / "mid.pkl"
+    mid.write_bytes(b"x" * 3000)
     monkeypatch.setattr(cli, "EARLY_CHARTS_MAX_BYTES", 4000)
     started = []
     try:
@@ -62,6 +64,8 @@ def test_the_command_starts_the_chart_process_early_only_for_small_datasets(tmp_
                             (["prepare", f"--data={big}"], False),
                             (["prepare", "--data", str(small), "--validation-data", str(small)], True),
                             (["prepare", "--data", str(small), f"--validation-data={big}"], False),
+                            (["prepare", "--data", str(tmp_path / "." / "mid.pkl"), "--validation-data", str(mid)],
+                             True),  # one file given twice is read once: 3000 bytes, not 6000
                             (["prepare", "--data", "s3://bucket/items.pkl"], True)):  # not read here: unknown size
             monkeypatch.setattr(chart_draw, "_shared", None)
             cli._start_early(argv)
