@@ -32,6 +32,7 @@ app = App(
     exit_on_error=False,
     print_error=False,
     help_on_error=False,
+    suppress_keyboard_interrupt=False,  # a Ctrl-C is main's to report (one line), not a silent exit 130
 )
 for _name, _help in (
     ("prepare", "Write fine-tuning JSONL files from a dataset, validate them and upload them."),

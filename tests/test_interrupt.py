@@ -68,8 +68,9 @@ def test_ctrl_c_that_a_library_wraps_in_its_own_error_is_still_one_line():
 
 def test_ctrl_c_while_the_command_starts_is_one_line_too(tmp_path, cli_env, sample_pickle):
     """Ctrl-C at any moment of the start (imports, Prefect's settings, the flow run's creation), where libraries
-    may wrap the KeyboardInterrupt in their own errors: exit 130, one line, no traceback."""
-    for delay in (0.4, 0.8, 1.2):
+    may wrap the KeyboardInterrupt in their own errors, or (cyclopts, by default) swallow it into a silent exit 130:
+    exit 130, one line, no traceback."""
+    for delay in (0.4, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0):
         proc = subprocess.Popen([FTPREP, "prepare", "--data", str(sample_pickle), "--out", "out", "--no-upload"],
                                 env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
