@@ -14,6 +14,11 @@ from collections.abc import Callable
 KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
 SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "AUTH", "CREDENTIAL")
 _USERINFO = re.compile(r"://[^/@\s]*:[^/@\s]*@")  # scheme://user:password@
+# the chart and validation processes: when the command itself needs a core, it gets it (see lower_priority)
+HELPER_NICE = 10
+# how a helper is started (with ``preexec_fn=preexec(helper=True)``): a process group of its own, so that the
+# terminal's Ctrl-C reaches only the command (which stops it) and a group kill reaches it whole
+HELPER_GROUP = {"process_group": 0}
 
 
 def secret_name(name: str) -> bool:
@@ -56,10 +61,32 @@ def close_pipes(child: subprocess.Popen) -> None:
             pass
 
 
-def preexec() -> Callable[[], None] | None:
+def lower_priority(nice: int = HELPER_NICE) -> None:
+    """Run this helper process (and what it forks) at a lower CPU priority, in the command's session, and let it
+    write to the terminal from its own process group (``stty tostop`` would otherwise stop it at its first
+    progress bar). Call it between fork and exec.
+
+    The helper shares the command's session, and so its autogroup: Linux first shares the CPU equally between
+    sessions, and a helper in a session of its own would take as much CPU as the whole command while it imports
+    (nice ranks processes only within a session). In the command's session it yields to the command alone:
+    against other programs the session competes as one, as a single-process command would."""
+    try:
+        os.nice(nice)
+    except OSError:  # not permitted: it runs at the command's priority
+        pass
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+
+
+def preexec(helper: bool = False) -> Callable[[], None] | None:
     """``preexec_fn`` for :class:`subprocess.Popen`, made in the parent: :func:`die_with_parent` where it does
-    something."""
+    something; ``helper``: also :func:`lower_priority` (a process that works ahead for the command, beside it)."""
     if not sys.platform.startswith("linux"):
         return None
     parent = os.getpid()
-    return lambda: die_with_parent(parent)
+
+    def child() -> None:
+        if helper:
+            lower_priority()
+        die_with_parent(parent)
+
+    return child

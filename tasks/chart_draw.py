@@ -81,7 +81,7 @@ class Painter:
             self._child: subprocess.Popen | None = subprocess.Popen(
                 [sys.executable, "-I", __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=children.environment("MPLCONFIGDIR"),
-                preexec_fn=children.preexec(), start_new_session=True)  # its own group: killed whole
+                preexec_fn=children.preexec(helper=True), **children.HELPER_GROUP)  # its own group: killed whole
         except OSError:
             self._child = None
         weakref.finalize(self, _stop, self._child)

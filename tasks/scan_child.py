@@ -82,8 +82,8 @@ class Scanner:
         try:
             self._child: subprocess.Popen | None = subprocess.Popen(
                 [sys.executable, "-I", "-c", _BOOT, encoding], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, env=children.environment(*_ENV), preexec_fn=children.preexec(),
-                start_new_session=True)  # Ctrl-C is the command's to handle; the child ends with it
+                stdout=subprocess.PIPE, env=children.environment(*_ENV), preexec_fn=children.preexec(helper=True),
+                **children.HELPER_GROUP)  # Ctrl-C is the command's to handle; the child ends with it
         except OSError:
             self._child = None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ftprep.children import HELPER_NICE, preexec
 from tasks import scan_child
 from tasks.validate import validate_files
 from tests.test_kill_matrix import FTPREP
@@ -36,6 +37,13 @@ def _gone(pid: int, timeout: float = 10) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def _priority(pid: int) -> tuple[int, str | None, int, int]:
+    """(a process's nice value, its autogroup (None without autogroup scheduling), its session, its process group)."""
+    group = Path(f"/proc/{pid}/autogroup")
+    return (os.getpriority(os.PRIO_PROCESS, pid), group.read_text().split()[0] if group.exists() else None,
+            os.getsid(pid), os.getpgid(pid))
 
 
 def _pair(tmp_path: Path, n: int) -> list[tuple[Path, str]]:
@@ -102,6 +110,14 @@ def test_the_command_starts_it_without_secrets_and_it_ends_with_the_command(tmp_
         environ = Path(f"/proc/{scanners[0]}/environ").read_bytes()
         assert b"s3cr3t" not in environ and b"OPENAI_API_KEY" not in environ
         assert b"TIKTOKEN_CACHE_DIR=" + os.environ["TIKTOKEN_CACHE_DIR"].encode() in environ
+        # both helpers (this one and the chart process) yield a core to the command, which keeps its own priority:
+        # in its session (so its autogroup), in process groups of their own
+        painters = [p for p in kids if b"chart_draw.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(painters) == 1
+        nice, group, session, _ = command = _priority(proc.pid)
+        for pid in (scanners[0], painters[0]):
+            assert _priority(pid) == (min(19, nice + HELPER_NICE), group, session, pid), pid
+        assert command[:3] == _priority(os.getpid())[:3]
     finally:
         proc.kill()
         proc.wait()
@@ -207,3 +223,20 @@ def test_a_child_whose_parent_is_already_gone_ends_at_once():
                           text=True).stdout == "on\n"  # its parent is this process: it goes on
     assert subprocess.run([sys.executable, "-c", code, "1"], capture_output=True,
                           text=True).returncode == 1  # not the parent it was forked by: ends
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="helpers are lowered on Linux only")
+def test_a_helper_yields_to_its_command_in_the_command_s_session():
+    """A helper runs at a lower priority in the session (the autogroup) of the process that started it, in a process
+    group of its own; it ignores SIGTTOU (its progress bar is not stopped under ``stty tostop``). In a session of its
+    own its nice value would rank it only there: Linux shares the CPU between sessions first."""
+    code = "import os, signal\nprint(os.nice(0), os.getsid(0), os.getpgid(0), os.getpid(), " \
+           "signal.getsignal(signal.SIGTTOU) == signal.SIG_IGN)"
+    mine = _priority(os.getpid())
+    helper = subprocess.run([sys.executable, "-c", code], preexec_fn=preexec(helper=True), process_group=0,
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert helper == [str(min(19, mine[0] + HELPER_NICE)), str(mine[2]), helper[3], helper[3], "True"]
+    plain = subprocess.run([sys.executable, "-c", code], preexec_fn=preexec(), start_new_session=True,
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert plain[0] == str(mine[0]) and plain[4] == "False"  # the Prefect server, say: not a helper, not lowered
+    assert _priority(os.getpid()) == mine
