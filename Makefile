@@ -67,22 +67,29 @@ lock-upgrade:
 	$(venv-with-uv)
 	$(LOCK_CMD) --upgrade
 
+# ftprep's own modules compiled to bytecode, again whenever one changes: under PYTHONDONTWRITEBYTECODE an editable
+# install's modules are otherwise compiled from source by every process (0.15-0.2 s of CPU per command here)
+COMPILED := $(VENV)/.compiled
+$(COMPILED): $(STAMP) $(wildcard cli/*.py flows/*.py tasks/*.py ftprep/*.py)
+	@$(BIN)/python -m compileall -q cli flows tasks ftprep
+	@touch $@
+
 $(SAMPLE): $(STAMP) scripts/sample.py scripts/sample_vocab.json
 	$(BIN)/python scripts/sample.py --n 600 --seed 42 --out $(SAMPLE)
 
 sample: $(SAMPLE)
 
-run: $(SAMPLE)
+run: $(SAMPLE) $(COMPILED)
 	$(BIN)/ftprep prepare --data $(SAMPLE) --out out
 
-test: $(STAMP)
+test: $(COMPILED)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(COMPILED)
 	$(BIN)/python bench/format_bench.py
 
 clean:

@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="400,000 items, --no-upload (default: 500/50, upload)")
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
+    from bench.whole_bench import compile_sources
     from scripts.sample import write_pickle
     from tests.openai_stub import StubOpenAI
     from tests.prefect_procs import prefect_server
@@ -49,6 +50,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OPENAI_"))}
     env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken-cache"))
     sides = {str(args.a): args.a.resolve(), str(args.b): args.b.resolve()}
+    for folder in sides.values():
+        compile_sources(folder)  # both alike, as `make` leaves an install
     walls: dict[str, list[float]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory() as home, prefect_server(Path(home), Path(home) / "server.log") as server, \
             StubOpenAI() as stub:
