@@ -8,7 +8,11 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 # What any child needs to run: the program path, home, locale, temporary folder and certificates.
 KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -16,9 +20,11 @@ SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "AUTH", "CREDENTIAL")
 _USERINFO = re.compile(r"://[^/@\s]*:[^/@\s]*@")  # scheme://user:password@
 # the chart and validation processes: when the command itself needs a core, it gets it (see lower_priority)
 HELPER_NICE = 10
-# how a helper is started (with ``preexec_fn=preexec(helper=True)``): a process group of its own, so that the
-# terminal's Ctrl-C reaches only the command (which stops it) and a group kill reaches it whole
-HELPER_GROUP = {"process_group": 0}
+# how a helper is started (with ``preexec_fn=preexec(helper=True)``): out of the terminal's foreground group, so
+# that its Ctrl-C reaches only the command (which stops the helper), and killed as a group whole. On Linux in the
+# command's session (see lower_priority; its preexec ignores SIGTTOU, so ``stty tostop`` cannot stop it at its
+# progress bar); elsewhere, with no lower priority to gain, in a session of its own as before
+HELPER_GROUP: dict[str, Any] = {"process_group": 0} if sys.platform.startswith("linux") else {"start_new_session": True}
 
 
 def secret_name(name: str) -> bool:
@@ -61,19 +67,40 @@ def close_pipes(child: subprocess.Popen) -> None:
             pass
 
 
-def lower_priority(nice: int = HELPER_NICE) -> None:
-    """Run this helper process (and what it forks) at a lower CPU priority, in the command's session, and let it
-    write to the terminal from its own process group (``stty tostop`` would otherwise stop it at its first
-    progress bar). Call it between fork and exec.
-
-    The helper shares the command's session, and so its autogroup: Linux first shares the CPU equally between
-    sessions, and a helper in a session of its own would take as much CPU as the whole command while it imports
-    (nice ranks processes only within a session). In the command's session it yields to the command alone:
-    against other programs the session competes as one, as a single-process command would."""
+def ranks_within_group(autogroup: Path = Path("/proc/sys/kernel/sched_autogroup_enabled"),
+                       cgroup: Path = Path("/proc/self/cgroup")) -> bool:
+    """Would a nice value rank this process's children only against the processes of its own session or cgroup?
+    So it is under autogroup scheduling (Linux's default: the CPU is shared between sessions first) or in a cpu
+    cgroup of its own (a container, a systemd unit with CPU accounting). Not on a kernel with neither, where it
+    would rank a helper against every busy process on the machine, and slow the validation the command waits for."""
     try:
-        os.nice(nice)
-    except OSError:  # not permitted: it runs at the command's priority
+        if autogroup.read_text().strip() == "1":
+            return True
+        for line in cgroup.read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if ("cpu" in controllers.split(",") or not controllers) and path.strip() != "/":
+                return True
+    except (OSError, ValueError):
         pass
+    return False
+
+
+ranked_within_group = cache(ranks_within_group)  # this process's answer, read once
+
+
+def lower_priority(nice: int = HELPER_NICE) -> None:
+    """Run this helper process (and what it forks) at a lower CPU priority, and let it write to the terminal from
+    its own process group. Call it between fork and exec, in the command's session.
+
+    A helper in a session of its own took as much CPU as the whole command while it imported (autogroup
+    scheduling shares the CPU between sessions first, and a nice value ranks a process only within its session).
+    In the command's session, at nice 10, it yields to the command alone: against other programs the session
+    competes as one, as a single-process command would."""
+    if ranked_within_group():
+        try:
+            os.nice(nice)
+        except OSError:  # not permitted: it runs at the command's priority
+            pass
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)
 
 
@@ -83,6 +110,7 @@ def preexec(helper: bool = False) -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     parent = os.getpid()
+    ranked_within_group()  # read here, not in the forked child
 
     def child() -> None:
         if helper:
@@ -90,3 +118,36 @@ def preexec(helper: bool = False) -> Callable[[], None] | None:
         die_with_parent(parent)
 
     return child
+
+
+# ------------------------------------------------------------------- a Ctrl-C handler that meets a fork
+_forking = False  # inside os.fork, from its first at-fork hook to its last (see track_forks)
+
+
+def _fork_begins() -> None:
+    global _forking
+    _forking = True
+
+
+def _fork_ends() -> None:
+    global _forking
+    _forking = False
+
+
+def track_forks() -> None:
+    """Mark the span of every later ``os.fork`` of this process (a helper or a worker being started), for
+    :func:`interrupt_again_if_forking`. Call it once, after the imports whose at-fork hooks it must span: registered
+    last, its "before" runs first and its "after"s last."""
+    os.register_at_fork(before=_fork_begins, after_in_parent=_fork_ends, after_in_child=_fork_ends)
+
+
+def interrupt_again_if_forking() -> bool:
+    """For a SIGINT handler that raises KeyboardInterrupt: inside a fork's at-fork hooks an exception is only
+    printed, with a traceback ("Exception ignored in: <function _releaseLock ...>"), and lost. There, send the
+    Ctrl-C again 10 ms later, when the fork is over, and return True: the handler then returns at once."""
+    if not _forking:
+        return False
+    again = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
+    again.daemon = True
+    again.start()
+    return True

@@ -141,7 +141,7 @@ class Painter:
 
 
 def _kill_group(child: subprocess.Popen) -> None:
-    """SIGKILL to the child's process group (its own session), then reap the child."""
+    """SIGKILL to the child's process group (its own, with its children), then reap the child."""
     try:
         os.killpg(child.pid, signal.SIGKILL)
     except OSError:  # already gone

@@ -139,7 +139,7 @@ class Scanner:
 
     def stop(self, interrupt: bool = False) -> None:
         """Close the child's input (it leaves) and forget it. ``interrupt``: the conversation broke off (Ctrl-C
-        while the child works): it gets the Ctrl-C the terminal sent the command (its own session got none), so
+        while the child works): it gets the Ctrl-C the terminal sent the command (its own process group got none), so
         that it clears its progress bar and shows the cursor again, as a scan in this process would, and stops."""
         child, self._child = self._child, None
         if child is not None:
@@ -204,28 +204,12 @@ def current(files: list[tuple[Path | str, str]] | None = None) -> Scanner | None
 
 
 # ------------------------------------------------------------------------------------------- the child
-_forking = False  # inside os.fork (a worker being started), from its first at-fork hook to its last
-
-
-def _fork_begins() -> None:
-    global _forking
-    _forking = True
-
-
-def _fork_ends() -> None:
-    global _forking
-    _forking = False
-
-
 def _interrupted(signum, frame) -> None:
     """Ctrl-C passed on by the command: unwind (the progress bar cleared), and in any case be gone within a second,
     whatever the unwinding meets (a lock a killed worker held). Not inside a fork's at-fork hooks: an exception
     raised there is only printed, with a traceback ("Exception ignored in: <function _releaseLock ...>"), and the
     scan goes on; the Ctrl-C is sent again 10 ms later, when the fork is over."""
-    if _forking:
-        again = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
-        again.daemon = True
-        again.start()
+    if children.interrupt_again_if_forking():
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     deadline = threading.Timer(1.0, os._exit, (130,))
@@ -237,8 +221,7 @@ def _interrupted(signum, frame) -> None:
 def _serve(encoding: str) -> None:
     out = os.fdopen(os.dup(1), "wb")  # the answers; anything printed goes to stderr, not into them
     os.dup2(2, 1)
-    # registered last: its "before" runs first and its "after"s last, so _forking spans every other hook
-    os.register_at_fork(before=_fork_begins, after_in_parent=_fork_ends, after_in_child=_fork_ends)
+    children.track_forks()  # after the imports: it spans every other at-fork hook
     signal.signal(signal.SIGINT, _interrupted)
     try:
         _answer(out, encoding)

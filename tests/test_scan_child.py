@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ftprep.children import HELPER_NICE, preexec
+from ftprep.children import HELPER_NICE, preexec, ranked_within_group, ranks_within_group
 from tasks import scan_child
 from tasks.validate import validate_files
 from tests.test_kill_matrix import FTPREP
@@ -115,8 +115,9 @@ def test_the_command_starts_it_without_secrets_and_it_ends_with_the_command(tmp_
         painters = [p for p in kids if b"chart_draw.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(painters) == 1
         nice, group, session, _ = command = _priority(proc.pid)
+        lowered = min(19, nice + HELPER_NICE) if ranked_within_group() else nice
         for pid in (scanners[0], painters[0]):
-            assert _priority(pid) == (min(19, nice + HELPER_NICE), group, session, pid), pid
+            assert _priority(pid) == (lowered, group, session, pid), pid
         assert command[:3] == _priority(os.getpid())[:3]
     finally:
         proc.kill()
@@ -149,7 +150,7 @@ def test_its_errors_are_raised_here(tmp_path, scanner):
 
 
 def test_ctrl_c_during_a_scan_stops_the_child_as_a_scan_here_would_stop(tmp_path, capfd):
-    """Ctrl-C reaches the command's process group, not the child's session: the command passes it on, so the
+    """Ctrl-C reaches the command's process group, not the child's: the command passes it on, so the
     child unwinds its scan (its progress bar cleared, the cursor shown again, its workers stopped) and leaves
     with 130 and no traceback, instead of being killed with its bar left on the terminal."""
     import threading
@@ -235,8 +236,29 @@ def test_a_helper_yields_to_its_command_in_the_command_s_session():
     mine = _priority(os.getpid())
     helper = subprocess.run([sys.executable, "-c", code], preexec_fn=preexec(helper=True), process_group=0,
                             capture_output=True, text=True, check=True).stdout.split()
-    assert helper == [str(min(19, mine[0] + HELPER_NICE)), str(mine[2]), helper[3], helper[3], "True"]
+    lowered = min(19, mine[0] + HELPER_NICE) if ranked_within_group() else mine[0]
+    assert helper == [str(lowered), str(mine[2]), helper[3], helper[3], "True"]
     plain = subprocess.run([sys.executable, "-c", code], preexec_fn=preexec(), start_new_session=True,
                            capture_output=True, text=True, check=True).stdout.split()
     assert plain[0] == str(mine[0]) and plain[4] == "False"  # the Prefect server, say: not a helper, not lowered
     assert _priority(os.getpid()) == mine
+
+
+def test_helpers_are_lowered_only_where_that_ranks_them_within_the_command_s_group(tmp_path):
+    """Autogroup scheduling, or a cpu cgroup of its own: a helper's nice value ranks it against the command's
+    session or cgroup only. Neither (a flat root cgroup without autogroup): it would rank it against every busy
+    process on the machine, so it is not lowered."""
+    on, off, cgroup = tmp_path / "on", tmp_path / "off", tmp_path / "cgroup"
+    on.write_text("1\n")
+    off.write_text("0\n")
+
+    def ranks(autogroup: Path, *lines: str) -> bool:
+        cgroup.write_text("".join(f"{line}\n" for line in lines))
+        return ranks_within_group(autogroup, cgroup)
+
+    assert ranks(on, "0::/")  # autogroup on, the root cgroup: ranked within the session
+    assert ranks(off, "0::/system.slice/worker.service")  # cgroup v2, a unit of its own
+    assert ranks(off, "4:memory:/", "1:cpu,cpuacct:/docker/0123abc", "0::/")  # cgroup v1 cpu controller
+    assert not ranks(off, "4:memory:/docker/0123abc", "1:cpu,cpuacct:/", "0::/")  # only memory is limited
+    assert not ranks(off, "0::/")
+    assert not ranks_within_group(tmp_path / "absent", tmp_path / "absent")  # not Linux, or no /proc
