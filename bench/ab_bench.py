@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RUN = "import sys; sys.argv[0] = 'ftprep'; from cli.main import run; run()"
+RUN = "import sys; sys.argv[0] = 'ftprep'; from cli.console import run; run()"
 
 
 def main() -> None:

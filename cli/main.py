@@ -21,7 +21,9 @@ from typing import Annotated, Any
 from cyclopts import App, CycloptsError, Parameter
 from pydantic import ValidationError
 
+from cli import INTERRUPTED
 from ftprep import __version__
+from ftprep.children import interrupt_again_if_forking, track_forks
 from ftprep.errors import FtprepError
 
 app = App(
@@ -122,10 +124,6 @@ def _option(loc: tuple) -> str:
     return "--" + str(loc[-1]).replace("_", "-") if loc else "an option"
 
 
-INTERRUPTED = ("interrupted: stopped; requests in flight were cancelled (a file being uploaded may have been "
-               "stored: the next run reuses it or removes the duplicate; a fine-tuning job keeps running unless "
-               "--cancel-job-on-cancel said otherwise)")
-
 
 def _exit_now(code: int, line: str | None) -> None:
     """Leave at once, without waiting for threads stuck in requests (their sockets close with the process)."""
@@ -141,6 +139,8 @@ _interrupted = False  # Ctrl-C was pressed: whatever error it surfaces as (a lib
 
 def _on_interrupt(signum, frame) -> None:
     """First Ctrl-C: stop within seconds with one line; a second Ctrl-C adds nothing."""
+    if interrupt_again_if_forking():  # a helper being started: raised in an at-fork hook, it would be lost
+        return
     global _interrupted
     _interrupted = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -284,12 +284,14 @@ def _exit_message(message: object) -> int:
 
 
 def run() -> None:
-    """The ``ftprep`` console entry point: :func:`main` with Ctrl-C handled as a terminal user expects."""
+    """The ``ftprep`` command (:mod:`cli.console` calls it): :func:`main` with Ctrl-C handled as a terminal user
+    expects."""
     import atexit
 
     global _console
     _console = True
     atexit.register(_leave_without_teardown)  # before Prefect registers its own: it runs after them
+    track_forks()  # after logging's at-fork hooks (imported above), before the helpers' forks
     signal.signal(signal.SIGINT, _on_interrupt)
     try:
         try:
@@ -297,6 +299,9 @@ def run() -> None:
             code = main()
         except SystemExit as e:  # cyclopts ends a command that returned its exit code with sys.exit(code)
             code = e.code if isinstance(e.code, int) else 0 if e.code is None else _exit_message(e.code)
+        except KeyboardInterrupt:  # while the helpers start, before main() (they end with this process)
+            print(INTERRUPTED, file=sys.stderr)
+            code = 130
         sys.stdout.flush()
     except BrokenPipeError:  # `ftprep ... --json | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

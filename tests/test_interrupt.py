@@ -68,9 +68,10 @@ def test_ctrl_c_that_a_library_wraps_in_its_own_error_is_still_one_line():
 
 def test_ctrl_c_while_the_command_starts_is_one_line_too(tmp_path, cli_env, sample_pickle):
     """Ctrl-C at any moment of the start (imports, Prefect's settings, the flow run's creation), where libraries
-    may wrap the KeyboardInterrupt in their own errors, or (cyclopts, by default) swallow it into a silent exit 130:
-    exit 130, one line, no traceback."""
-    for delay in (0.4, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0):
+    may wrap the KeyboardInterrupt in their own errors, or (cyclopts, by default) swallow it into a silent exit 130,
+    and while the command's own code is imported and its helpers forked (cli/console.py, track_forks): exit 130,
+    one line, no traceback."""
+    for delay in (0.2, 0.3, 0.4, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0):
         proc = subprocess.Popen([FTPREP, "prepare", "--data", str(sample_pickle), "--out", "out", "--no-upload"],
                                 env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
@@ -81,3 +82,29 @@ def test_ctrl_c_while_the_command_starts_is_one_line_too(tmp_path, cli_env, samp
         assert proc.returncode == 130, (delay, err[-2000:])
         assert "Traceback" not in err + out, (delay, err[-2000:])
         assert [line for line in err.splitlines() if line.strip()][-1].startswith("interrupted"), (delay, err)
+
+
+def test_ctrl_c_in_a_fork_s_at_fork_hooks_is_not_lost():
+    """A KeyboardInterrupt raised inside an at-fork hook (logging's, say, while a helper is started) is only printed
+    ("Exception ignored in: ...") and lost: the handler sends the Ctrl-C again once the fork is over."""
+    code = """import os, signal, subprocess, sys, time
+from ftprep.children import interrupt_again_if_forking, track_forks
+
+def handler(signum, frame):
+    if interrupt_again_if_forking():
+        return
+    raise KeyboardInterrupt
+
+os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C inside the hooks
+track_forks()
+signal.signal(signal.SIGINT, handler)
+try:
+    subprocess.run([sys.executable, "-c", "pass"], preexec_fn=lambda: None)  # as a helper starts: hooks run
+    for _ in range(200):  # the Ctrl-C sent again comes within 10 ms
+        time.sleep(0.01)
+    print("lost")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "interrupted" and "Exception ignored" not in done.stderr, done.stderr
