@@ -68,7 +68,7 @@ lock-upgrade:
 	$(LOCK_CMD) --upgrade
 
 # ftprep's own modules compiled to bytecode, again whenever one changes: under PYTHONDONTWRITEBYTECODE an editable
-# install's modules are otherwise compiled from source by every process (0.15-0.2 s of CPU per command here)
+# install's modules are otherwise compiled from source by every process (0.1-0.2 s of CPU per command here)
 COMPILED := $(VENV)/.compiled
 $(COMPILED): $(STAMP) $(wildcard cli/*.py flows/*.py tasks/*.py ftprep/*.py)
 	@$(BIN)/python -m compileall -q cli flows tasks ftprep
