@@ -25,7 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RUN = "import sys; sys.argv[0] = 'ftprep'; from cli.console import run; run()"
+# the console script's entry (cli.main.run in checkouts from before cli/console.py)
+RUN = ("import sys\nsys.argv[0] = 'ftprep'\ntry:\n    from cli.console import run\nexcept ImportError:\n"
+       "    from cli.main import run\nrun()\n")
 
 
 def main() -> None:

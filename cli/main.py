@@ -124,7 +124,6 @@ def _option(loc: tuple) -> str:
     return "--" + str(loc[-1]).replace("_", "-") if loc else "an option"
 
 
-
 def _exit_now(code: int, line: str | None) -> None:
     """Leave at once, without waiting for threads stuck in requests (their sockets close with the process)."""
     if line:

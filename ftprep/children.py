@@ -21,9 +21,9 @@ _USERINFO = re.compile(r"://[^/@\s]*:[^/@\s]*@")  # scheme://user:password@
 # the chart and validation processes: when the command itself needs a core, it gets it (see lower_priority)
 HELPER_NICE = 10
 # how a helper is started (with ``preexec_fn=preexec(helper=True)``): out of the terminal's foreground group, so
-# that its Ctrl-C reaches only the command (which stops the helper), and killed as a group whole. On Linux in the
-# command's session (see lower_priority; its preexec ignores SIGTTOU, so ``stty tostop`` cannot stop it at its
-# progress bar); elsewhere, with no lower priority to gain, in a session of its own as before
+# that the terminal's Ctrl-C reaches only the command (which stops the helper), and killed as a group whole. On
+# Linux in the command's session (see lower_priority; its preexec ignores SIGTTOU, so ``stty tostop`` cannot stop
+# it at its progress bar); elsewhere, with no lower priority to gain, in a session of its own as before
 HELPER_GROUP: dict[str, Any] = {"process_group": 0} if sys.platform.startswith("linux") else {"start_new_session": True}
 
 
