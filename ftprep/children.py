@@ -68,13 +68,15 @@ def close_pipes(child: subprocess.Popen) -> None:
 
 
 def ranks_within_group(autogroup: Path = Path("/proc/sys/kernel/sched_autogroup_enabled"),
-                       cgroup: Path = Path("/proc/self/cgroup")) -> bool:
+                       cgroup: Path = Path("/proc/self/cgroup"), session: Path = Path("/proc/self/autogroup")) -> bool:
     """Would a nice value rank this process's children only against the processes of its own session or cgroup?
-    So it is under autogroup scheduling (Linux's default: the CPU is shared between sessions first) or in a cpu
-    cgroup of its own (a container, a systemd unit with CPU accounting). Not on a kernel with neither, where it
-    would rank a helper against every busy process on the machine, and slow the validation the command waits for."""
+    So it is under autogroup scheduling (Linux's default: the CPU is shared between sessions first) in a session's
+    own autogroup, or in a cpu cgroup of its own (a container, a systemd unit with CPU accounting). Not on a kernel
+    with neither, nor in the default autogroup (``session`` empty: no ``setsid`` above it since boot, so it shares
+    the root group with everything else), where it would rank a helper against every busy process on the machine
+    and slow the validation the command waits for."""
     try:
-        if autogroup.read_text().strip() == "1":
+        if autogroup.read_text().strip() == "1" and session.read_text().strip():
             return True
         for line in cgroup.read_text().splitlines():
             _, controllers, path = line.split(":", 2)

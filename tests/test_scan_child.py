@@ -40,9 +40,10 @@ def _gone(pid: int, timeout: float = 10) -> bool:
 
 
 def _priority(pid: int) -> tuple[int, str | None, int, int]:
-    """(a process's nice value, its autogroup (None without autogroup scheduling), its session, its process group)."""
+    """(a process's nice value, its autogroup (None without autogroup scheduling; "" the default one, of processes
+    with no ``setsid`` above them), its session, its process group)."""
     group = Path(f"/proc/{pid}/autogroup")
-    return (os.getpriority(os.PRIO_PROCESS, pid), group.read_text().split()[0] if group.exists() else None,
+    return (os.getpriority(os.PRIO_PROCESS, pid), (group.read_text().split() or [""])[0] if group.exists() else None,
             os.getsid(pid), os.getpgid(pid))
 
 
@@ -249,17 +250,22 @@ def test_helpers_are_lowered_only_where_that_ranks_them_within_the_command_s_gro
     """Autogroup scheduling, or a cpu cgroup of its own: a helper's nice value ranks it against the command's
     session or cgroup only. Neither (a flat root cgroup without autogroup): it would rank it against every busy
     process on the machine, so it is not lowered."""
-    on, off, cgroup = tmp_path / "on", tmp_path / "off", tmp_path / "cgroup"
+    on, off, cgroup, session = tmp_path / "on", tmp_path / "off", tmp_path / "cgroup", tmp_path / "session"
     on.write_text("1\n")
     off.write_text("0\n")
 
-    def ranks(autogroup: Path, *lines: str) -> bool:
+    def ranks(autogroup: Path, *lines: str, own: str = "/autogroup-17 nice 0") -> bool:
         cgroup.write_text("".join(f"{line}\n" for line in lines))
-        return ranks_within_group(autogroup, cgroup)
+        session.write_text(f"{own}\n" if own else "")
+        return ranks_within_group(autogroup, cgroup, session)
 
     assert ranks(on, "0::/")  # autogroup on, the root cgroup: ranked within the session
+    # the default autogroup (nothing above the process called setsid, as in some sandboxes): shared with the machine
+    assert not ranks(on, "0::/", own="")
+    assert ranks(on, "0::/ci.slice/job.scope", own="")  # ... unless a cpu cgroup of its own holds it
     assert ranks(off, "0::/system.slice/worker.service")  # cgroup v2, a unit of its own
     assert ranks(off, "4:memory:/", "1:cpu,cpuacct:/docker/0123abc", "0::/")  # cgroup v1 cpu controller
     assert not ranks(off, "4:memory:/docker/0123abc", "1:cpu,cpuacct:/", "0::/")  # only memory is limited
     assert not ranks(off, "0::/")
-    assert not ranks_within_group(tmp_path / "absent", tmp_path / "absent")  # not Linux, or no /proc
+    absent = tmp_path / "absent"
+    assert not ranks_within_group(absent, absent, absent)  # not Linux, or no /proc
