@@ -98,7 +98,7 @@ _FAULT_KWARGS: dict[str, set[str]] = {
     "status": {"status", "retry_after", "retry_after_ms", "message", "type", "code", "param", "headers", "store"},
     "reset": set(),
     "store_then_drop": set(),
-    "delay": {"seconds", "when"},
+    "delay": {"seconds", "when", "together"},
     "malformed_json": {"body", "status", "store"},
 }
 _CHUNK = 1024 * 1024
@@ -675,13 +675,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _run(self, fault: Fault | None, rec: RecordedRequest, reader: _BodyReader, path: str,
              query: dict[str, str]) -> _Response | object:
-        stub = self.server.stub
         kind = fault.kind if fault is not None else None
         kw = fault.kwargs if fault is not None else {}
         if kind == "reset":
             return _RESET
         if kind == "delay" and kw.get("when", "before") == "before":
-            if stub._stopping.wait(float(kw.get("seconds", 1.0))):
+            if self._hold(fault, kw):
                 return _DROP
         if kind in ("status", "malformed_json") and not kw.get("store", False):
             reader.drain()
@@ -695,9 +694,21 @@ class _Handler(BaseHTTPRequestHandler):
             return self._fault_response(kind, kw)
         if kind == "delay" and kw.get("when") == "after":  # stored already, only the response is late
             reader.drain()
-            if stub._stopping.wait(float(kw.get("seconds", 1.0))):
+            if self._hold(fault, kw):
                 return _DROP
         return response
+
+    def _hold(self, fault: Fault, kw: dict[str, Any]) -> bool:
+        """A delay fault's wait; True if the stub is stopping meanwhile."""
+        stopping, seconds = self.server.stub._stopping, float(kw.get("seconds", 1.0))
+        together = kw.get("together")
+        if together is None:
+            return stopping.wait(seconds)
+        deadline = time.monotonic() + seconds
+        while fault.hits < together and time.monotonic() < deadline:
+            if stopping.wait(0.01):
+                return True
+        return False
 
     @staticmethod
     def _fault_response(kind: str, kw: dict[str, Any]) -> _Response:
@@ -1299,7 +1310,9 @@ class StubOpenAI:
         * ``"delay"``: ``seconds`` (default 1.0); ``when="before"`` (default): sleep, then read the body and
           handle the request normally (the file is stored even if the client gave up meanwhile, provided
           the client had sent the whole body - true for bodies that fit in the socket buffers);
-          ``when="after"``: handle/store first, then sleep before sending the response.
+          ``when="after"``: handle/store first, then sleep before sending the response. ``together``: instead
+          of sleeping ``seconds``, hold each request until that many have met this fault (at most ``seconds``), so
+          that concurrent requests overlap however late the last one starts.
         * ``"malformed_json"``: answer ``status`` (default 200) with ``Content-Type: application/json`` and
           ``body`` (default: truncated JSON); ``store`` (default False) as for ``"status"``.
         """

@@ -393,6 +393,28 @@ def test_fault_delay_after_and_within_timeout(openai_stub: StubOpenAI, client: o
     assert len(client.files.list().data) == 1  # a delay shorter than the timeout is just slow
 
 
+def test_fault_delay_together_holds_requests_until_the_last_comes(openai_stub: StubOpenAI,
+                                                                 client: openai.OpenAI) -> None:
+    """``together``: the first request waits for the second, however late that one starts, and no longer."""
+    import threading
+
+    openai_stub.inject("POST", "/v1/files", "delay", times=2, together=2, seconds=10)
+    done: list[float] = []
+    first = threading.Thread(target=lambda: (upload(client, "first.jsonl"), done.append(time.monotonic())))
+    first.start()
+    time.sleep(0.6)
+    assert not done and openai_stub.files_for() == []  # held: the second has not come yet
+    sent = time.monotonic()
+    upload(client, "second.jsonl")
+    first.join(10)
+    assert done and done[0] - sent < 2  # released by the second, not by the ten seconds
+    assert sorted(f.filename for f in openai_stub.files_for()) == ["first.jsonl", "second.jsonl"]
+    openai_stub.inject("GET", "/v1/files", "delay", together=2, seconds=0.3)  # a request alone: at most seconds
+    t0 = time.monotonic()
+    assert len(client.files.list().data) == 2
+    assert 0.25 < time.monotonic() - t0 < 3
+
+
 def test_fault_malformed_json(openai_stub: StubOpenAI, client: openai.OpenAI) -> None:
     openai_stub.inject("POST", "/v1/files", "malformed_json")
     # The SDK does not wrap this: a plain json.JSONDecodeError (a ValueError) escapes, no retry.

@@ -379,8 +379,9 @@ def race(fn, n=2):
 
 def test_two_concurrent_runs_leave_one_remote_file(openai_env, jsonl):
     path, sha = jsonl
-    # Both runs find nothing, both send; the server holds both requests so that they overlap.
-    openai_env.inject("POST", FILES, "delay", times=2, seconds=0.5)
+    # Both runs find nothing, both send; the server holds the first request until the second comes, so that they
+    # overlap however late the second run starts (a loaded machine)
+    openai_env.inject("POST", FILES, "delay", times=2, together=2, seconds=10)
     results = race(lambda: upload_and_wait(client_for(openai_env), path, sha, policy=FAST))
     assert openai_env.count("POST", FILES, exact=True) == 2  # both really sent
     (a, a_reused), (b, b_reused) = results
@@ -390,7 +391,7 @@ def test_two_concurrent_runs_leave_one_remote_file(openai_env, jsonl):
 
 def test_two_concurrent_large_uploads_leave_one_remote_file(openai_env, big):
     path, sha = big
-    openai_env.inject("POST", "/v1/uploads/*/complete", "delay", times=2, seconds=0.3)
+    openai_env.inject("POST", "/v1/uploads/*/complete", "delay", times=2, together=2, seconds=10)
     results = race(lambda: upload_and_wait(client_for(openai_env), path, sha, policy=PARTS))
     assert openai_env.count("POST", "/v1/uploads", exact=True) == 2
     assert results[0][0].id == results[1][0].id == one_remote_copy(openai_env, path, sha).id
@@ -398,7 +399,7 @@ def test_two_concurrent_large_uploads_leave_one_remote_file(openai_env, big):
 
 def test_two_concurrent_task_runs_leave_one_remote_file(openai_env, jsonl):
     path, sha = jsonl
-    openai_env.inject("POST", FILES, "delay", times=2, seconds=0.5)
+    openai_env.inject("POST", FILES, "delay", times=2, together=2, seconds=10)
     a, b = race(lambda: run_task(client_for(openai_env), path, sha))
     assert openai_env.count("POST", FILES, exact=True) == 2
     assert a.id == b.id == one_remote_copy(openai_env, path, sha).id and {a.reused, b.reused} == {False, True}
