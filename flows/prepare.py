@@ -12,7 +12,7 @@ from prefect import get_run_logger
 from ftprep.client import make_client
 from ftprep.models import PrepareResult, SplitConfig
 from ftprep.names import FLOW_PREPARE, ProjectParameter, project_of
-from ftprep.openai_models import DEFAULT_MODEL, model_spec
+from ftprep.openai_models import DEFAULT_MODEL
 from ftprep.remote import RemotePolicy
 from ftprep.results import flow_storage
 from ftprep.settings import load_settings
@@ -23,6 +23,7 @@ from tasks.charts import draw_targets, draw_tokens
 from tasks.format import format_examples, resolve_template
 from tasks.load import load_dataset, new_store, read_here
 from tasks.publish import publish_result
+from tasks.scan_child import drop_ahead
 from tasks.split import split_dataset
 from tasks.upload import upload_file
 from tasks.validate import count_ahead, training_price, validate_written
@@ -73,7 +74,7 @@ def prepare(
     ref = read_here(load_dataset(data, store), data, store)
     vref = read_here(load_dataset(validation_data, store), validation_data, store) if validation_data else None
     # the tokenizer loads (in the command's validation process, or on a thread) while the examples are written
-    count_ahead(model_spec(model).encoding, out)
+    count_ahead(model, out, exact_tokens)
     plan = split_dataset(ref, split, vref, store)
     fmt = format_examples(resolve_template(template), plan, store)
     files = write_files(plan, fmt, out, store, project)
@@ -86,6 +87,7 @@ def prepare(
     # errors stop the flow here, before any upload
     report = validate_written(files, model, training_price(model, settings.training_price_per_1m), exact_tokens,
                               project)
+    drop_ahead()  # a validate step answered from its cache leaves the training file's checks ahead unused
 
     charts = draw_tokens.submit(report, generation, targets, painter)
     uploaded, skipped = (), None

@@ -6,7 +6,9 @@ Prefect and the OpenAI SDK at the time (one core: the GIL). ``ftprep prepare`` a
 and loads the encoding beside that work; :func:`tasks.validate.validate_files` then hands it the local files to
 scan (:func:`tasks.validation_scan.scan_files`, on every core: its worker processes are forked from it, small
 and single-threaded, not from the command's process). Requests and answers are pickles on the child's
-stdin and stdout, one at a time. Only this process's own code writes what it unpickles.
+stdin and stdout, one at a time. Only this process's own code writes what it unpickles. The writer also sends it
+notes, which have no answer: a large training file is being written, and how much of it is (:func:`ahead`); the
+child checks its parts meanwhile (:mod:`tasks.scan_ahead`).
 
 The child gets no credential (:func:`ftprep.children.environment`), ends with its parent (``PR_SET_PDEATHSIG``,
 and its input closing), and draws its progress bar on the command's terminal. If it cannot start or goes away,
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,6 +52,7 @@ except KeyboardInterrupt:  # its progress bar is cleared by now; its workers end
 INTERRUPT_SECONDS = 2.0  # an interrupted child's time to clear its progress bar and stop its workers
 _lock = threading.Lock()
 _current: Scanner | None = None
+_plan: tuple[tuple[str, int, bool, bool], int] | None = None  # the validate step's scan: (settings, workers)
 
 
 class ScanUnavailable(Exception):
@@ -137,6 +141,18 @@ class Scanner:
             raise error
         return value, reason
 
+    def tell(self, message: Any) -> bool:
+        """Send a note that has no answer (the writer's, :func:`ahead`); False if the child cannot hear it."""
+        with self._lock:
+            child = self._child
+            if child is None or child.stdin is None:
+                return False
+            try:
+                _send(child.stdin, message)
+            except (OSError, ValueError):  # gone: the scan finds out, and runs here
+                return False
+            return True
+
     def stop(self, interrupt: bool = False) -> None:
         """Close the child's input (it leaves) and forget it. ``interrupt``: the conversation broke off (Ctrl-C
         while the child works): it gets the Ctrl-C the terminal sent the command (its own process group got none), so
@@ -177,6 +193,39 @@ def stop() -> None:
             _current.stop()
             _current = None
         tokens.counted_elsewhere(None)
+
+
+def plan(settings: tuple[str, int, bool, bool], workers: int) -> None:
+    """The scan the validate step will ask for: (encoding, per-example limit, exact_tokens, raw_digest), workers."""
+    global _plan
+    _plan = (settings, workers)
+
+
+def ahead(path: Path | str, validation: Path | str | None, expected: int) -> Callable[[int], None] | None:
+    """Tell the validation process that the training file ``path`` (``expected`` examples, opened just now) is
+    being written, after the pair's ``validation`` file (written whole), if it can check its parts meanwhile
+    (:mod:`tasks.scan_ahead`). Returns what the writer calls with the bytes it has written, in whole lines."""
+    from tasks import scan_ahead
+
+    scanner = current([(path, "")])
+    if scanner is None or _plan is None or expected < scan_ahead.MIN_EXAMPLES or not scan_ahead.supported():
+        return None
+    settings, workers = _plan
+    if not scanner.tell(("ahead", str(path), None if validation is None else str(validation), expected, settings,
+                         workers)):
+        return None
+
+    def written(size: int) -> None:
+        scanner.tell(("written", size))
+
+    return written
+
+
+def drop_ahead() -> None:
+    """The file being written will not be validated (the write failed): its parts' checks stop."""
+    scanner = current()
+    if scanner is not None:
+        scanner.tell(("drop",))
 
 
 def _reason(encoding: str) -> str | None:
@@ -236,6 +285,7 @@ def _answer(out: IO[bytes], encoding: str) -> None:
 
     _send(out, text_counter(encoding)[1])
     requests = sys.stdin.buffer
+    ahead = None  # the training file being written, checked meanwhile
     while True:
         try:
             message = _receive(requests)
@@ -245,15 +295,42 @@ def _answer(out: IO[bytes], encoding: str) -> None:
         if kind == "reason":
             _send(out, text_counter(args[0])[1])
             continue
+        if kind in ("ahead", "written", "drop"):
+            ahead = _note(ahead, kind, args)
+            continue
         try:
-            answer: Any = ("ok", scan_files([(p, r) for p, r in args[0]], *args[1:]))
+            answer: Any = ("ok", scan_files([(p, r) for p, r in args[0]], *args[1:], ahead=ahead))
         except Exception as e:  # noqa: BLE001 - handed to the caller, which raises it
             answer = ("error", (e, traceback.format_exc()))
+        finally:
+            if ahead is not None:  # taken over by the scan, or not this scan's file: done with either way
+                ahead.close()
+                ahead = None
         try:
             _send(out, answer)
         except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
             error, where = answer[1]
             _send(out, ("error", (f"{type(error).__name__}: {error}", where)))
+
+
+def _note(ahead: Any, kind: str, args: list[Any]) -> Any:
+    """A note from the writer (no answer): a training file opened ("ahead"), more of it written ("written"), or
+    given up ("drop"); returns the work ahead, if any. Best effort: anything that goes wrong drops it, and the scan
+    reads the whole file."""
+    from tasks.scan_ahead import Ahead
+
+    try:
+        if kind == "written" and ahead is not None:
+            ahead.more(args[0])
+            return ahead
+        if ahead is not None:
+            ahead.close()
+        return Ahead(*args) if kind == "ahead" else None
+    except Exception:  # noqa: BLE001 - the scan does it all instead
+        if ahead is not None:
+            ahead.close()
+        return None
+
 
 if __name__ == "__main__":
     _serve(sys.argv[1])

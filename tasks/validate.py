@@ -119,12 +119,16 @@ def _scan(files: list[tuple[Path | str, str]], encoding: str, limit: int, worker
     return scan_files(files, encoding, limit, workers, exact_tokens, raw_digest), estimated
 
 
-def count_ahead(encoding: str, out: str) -> None:
-    """Have ``encoding`` loaded by the time validation of files written to ``out`` needs it: in the validation
-    process if the command started one and the files are local, else on a thread here
+def count_ahead(model: str, out: str, exact_tokens: bool = False) -> None:
+    """Have the model's encoding loaded by the time validation of files written to ``out`` needs it: in the
+    validation process if the command started one and the files are local (which is then told how the validate
+    step will scan them, so that it can check a large training file as it is written), else on a thread here
     (:func:`ftprep.tokens.load_ahead`)."""
+    spec = model_spec(model)
     if scan_child.current([(out, "")]) is None:
-        load_ahead(encoding)
+        load_ahead(spec.encoding)
+    else:  # as validate_written scans: its files are the writer's canonical output
+        scan_child.plan((spec.encoding, spec.max_tokens_per_example, exact_tokens, True), default_workers())
 
 
 def training_price(model: str, override: float | None = None) -> float:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ftprep import storage
 from ftprep.children import die_with_parent
@@ -48,6 +49,7 @@ class Job:
     against: frozenset[bytes] = frozenset()  # the validation file's example digests (for the training file)
     against_prompts: frozenset[bytes] = frozenset()  # ... and its prompts' digests
     against_prompt_hashes: frozenset[int] = frozenset()  # ... and their ``hash()``: a cheap first look
+    keyed: bool = False  # keep each counted example's sample key: the sample is cut again later (scan_ahead.py)
 
 
 @dataclass(slots=True)
@@ -66,6 +68,15 @@ class Part:
     prompt_hashes: set[int] = field(default_factory=set)  # keep_lines only
     leaked: set[bytes] = field(default_factory=set)  # digests of ``against`` met in this part
     leaked_prompts: set[bytes] = field(default_factory=set)
+    keys: list[int] = field(default_factory=list)  # keyed only: the sample key of each count in ``tokens``
+    estimates: list[bool] = field(default_factory=list)  # keyed only: ... and whether it is an estimate
+
+    def cut_to(self, cut: int) -> None:
+        """Keep the counts a scan with the sample cut ``cut`` makes (a keyed part was counted with a larger cut)."""
+        kept = [i for i, key in enumerate(self.keys) if cut >= ALL or key < cut]
+        self.tokens = [self.tokens[i] for i in kept]
+        self.estimated = sum(1 for i in kept if self.estimates[i])
+        self.keys, self.estimates = [], []
 
 
 @dataclass
@@ -83,6 +94,7 @@ class FileScan:
     leaked: set[bytes] = field(default_factory=set)  # validation example digests also in this (training) file
     leaked_prompts: set[bytes] = field(default_factory=set)
     sampled: bool = False
+    ahead: int = 0  # parts checked while the file was written (tasks/scan_ahead.py)
 
     def add(self, code: str, lineno: int) -> None:
         self.lines.setdefault(code, []).append(lineno)
@@ -118,6 +130,9 @@ def check_part(job: Job, start: int, end: int) -> Part:
         if r.tokens is not None and r.sampled:
             part.tokens.append(r.tokens)
             part.estimated += r.estimated
+            if job.keyed:
+                part.keys.append(int.from_bytes(r.example[:8], "big"))  # type: ignore[index] - sampled: digested
+                part.estimates.append(r.estimated)
         if r.upper is not None and r.upper > job.limit:  # the upper bound: an estimate never lets one through
             codes.setdefault("too_many_tokens", []).append(lineno)
         if r.example is not None:
@@ -176,36 +191,47 @@ def _first_lines(path: Path | str) -> tuple[bool, float]:
 
 def scan_file(path: Path | str, role: str, encoding: str, limit: int, workers: int, exact_tokens: bool = False,
               raw_digest: bool = False, keep_lines: bool = False, against: FileScan | None = None,
-              part_bytes: int = PART_BYTES) -> FileScan:
+              part_bytes: int = PART_BYTES, ahead: Any = None, progress: bool = True) -> FileScan:
     """Check every line of ``path``; ``against``: the validation file's scan, when this is its training file.
 
-    A file of one part is checked in this process; a larger one by up to ``workers`` processes."""
+    A file of one part is checked in this process; a larger one by up to ``workers`` processes. ``ahead``: a
+    :class:`tasks.scan_ahead.Ahead` that may have checked the file's parts already, while it was written.
+    ``progress``: draw a progress bar on a terminal (not beside another process's)."""
     scan = FileScan(path, role)
     bom, average = _first_lines(path)
     if bom:
         scan.add("bom", 1)
     size = storage.size(path)
     cut = sample_cut(size / max(average, 1.0), exact_tokens)
-    job = Job(path, encoding, limit, cut, raw_digest, keep_lines,
-              frozenset(against.example_lines) if against else frozenset(),
-              frozenset(against.prompt_lines) if against else frozenset(),
-              frozenset(against.prompt_hashes) if against else frozenset())
-    ranges = _ranges(path, size, part_bytes)
+    taken = ahead.take(path, role, (encoding, limit, exact_tokens, raw_digest), against, cut, size) \
+        if ahead is not None else None
     pool = None
-    if workers > 1 and len(ranges) > 1 and not storage.is_url(path):  # an object store's client is not fork-safe
-        # fork: the workers share the loaded encoding and the job (a set of digests need not be sent each part)
-        pool = ProcessPoolExecutor(min(workers, len(ranges)), mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_serve, initargs=(job, os.getpid()))
+    if taken is not None:
+        parts: Iterator[Part] = taken
+        scan.ahead = ahead.ahead
+    else:
+        job = Job(path, encoding, limit, cut, raw_digest, keep_lines,
+                  frozenset(against.example_lines) if against else frozenset(),
+                  frozenset(against.prompt_lines) if against else frozenset(),
+                  frozenset(against.prompt_hashes) if against else frozenset())
+        ranges = _ranges(path, size, part_bytes)
+        if workers > 1 and len(ranges) > 1 and not storage.is_url(path):  # a store's client is not fork-safe
+            # fork: the workers share the loaded encoding and the job (a set of digests need not be sent each part)
+            pool = ProcessPoolExecutor(min(workers, len(ranges)), mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_serve, initargs=(job, os.getpid()))
+        parts = (pool.map(_check_range, ranges) if pool is not None else (check_part(job, *r) for r in ranges))
     try:
-        parts: Iterator[Part] = (pool.map(_check_range, ranges) if pool is not None
-                                 else (check_part(job, *r) for r in ranges))
-        last_line = _merge(scan, parts, int(size / max(average, 1.0)), keep_lines)
+        last_line = _merge(scan, parts, int(size / max(average, 1.0)) if progress else 0, keep_lines)
     except BaseException:
         if pool is not None:  # interrupted or failed: the parts being checked are not waited for; the workers end
             pool.shutdown(wait=False, cancel_futures=True)  # after them, or with this process (parent-death signal)
+        if taken is not None:
+            ahead.close()
         raise
     if pool is not None:
         pool.shutdown(cancel_futures=True)
+    if taken is not None:
+        ahead.close(wait=True)
     # Blank lines after the last example are harmless; blank lines between examples are not.
     blanks = [n for n in scan.lines.pop("blank_line", []) if n < last_line]
     if blanks:
@@ -213,17 +239,19 @@ def scan_file(path: Path | str, role: str, encoding: str, limit: int, workers: i
     if scan.examples < MIN_EXAMPLES:
         scan.add("too_few_examples", 0)
     if cut < ALL and scan.examples <= SAMPLE:  # the size was misjudged: a small file is counted exactly
-        return scan_file(path, role, encoding, limit, workers, True, raw_digest, keep_lines, against, part_bytes)
+        return scan_file(path, role, encoding, limit, workers, True, raw_digest, keep_lines, against, part_bytes,
+                         progress=progress)
     scan.sampled = cut < ALL
     return scan
 
 
 def scan_files(files: list[tuple[Path | str, str]], encoding: str, limit: int, workers: int,
-               exact_tokens: bool = False, raw_digest: bool = False) -> list[FileScan]:
+               exact_tokens: bool = False, raw_digest: bool = False, ahead: Any = None) -> list[FileScan]:
     """Scan each (path, role) of ``files`` (role "train", "validation" or "file"), in the order given back.
 
     The validation file of a pair goes first: the training file's workers then look its digests up as they go.
-    What only the scans themselves need (the digest sets) is dropped from the results."""
+    What only the scans themselves need (the digest sets) is dropped from the results. ``ahead``: see
+    :func:`scan_file` (it also holds the scan of the validation file it was told of)."""
     from ftprep.errors import InputError
 
     pair = {role: i for i, (_, role) in reversed(list(enumerate(files))) if role in ("train", "validation")}
@@ -234,8 +262,9 @@ def scan_files(files: list[tuple[Path | str, str]], encoding: str, limit: int, w
         keep = i == pair.get("validation") and "train" in pair
         against = done[pair["validation"]] if i == pair.get("train") and "validation" in pair else None
         try:
-            done[i] = scan_file(path, role, encoding, limit, workers, exact_tokens, raw_digest, keep_lines=keep,
-                                against=against)
+            done[i] = (ahead.validation(path, (encoding, limit, exact_tokens, raw_digest)) if ahead and keep
+                       else None) or scan_file(path, role, encoding, limit, workers, exact_tokens, raw_digest,
+                                               keep_lines=keep, against=against, ahead=ahead)
         except OSError as e:  # a read error (EIO, a file removed or made unreadable meanwhile)
             raise InputError(f"{path} cannot be read ({e.strerror or e}); check the file") from None
     for scan in done.values():
@@ -244,7 +273,8 @@ def scan_files(files: list[tuple[Path | str, str]], encoding: str, limit: int, w
 
 
 def _merge(scan: FileScan, parts: Iterator[Part], expected_lines: int, keep_lines: bool) -> int:
-    """Add the parts, in file order, to the scan; return the number of the last line that is not blank."""
+    """Add the parts, in file order, to the scan; return the number of the last line that is not blank.
+    ``expected_lines``: the progress bar's total (0: no bar)."""
     base = last_line = 0
     with bar(f"validating {storage.name(scan.path)}", expected_lines) as show:
         for part in parts:

@@ -28,7 +28,7 @@ from ftprep.pause import pause_point
 from ftprep.progress import bar
 from ftprep.records import RecordStore, project, take
 from ftprep.steps import task
-from tasks import PIPELINE_CACHE
+from tasks import PIPELINE_CACHE, scan_child
 from tasks.format import Renderer, compile_template, record_fields
 from tasks.split import slice_indices
 
@@ -36,13 +36,16 @@ CHUNK_LINES = 2000
 PROGRESS_AFTER = 2.0  # seconds of writing before the write-progress artifact appears
 
 Progress = Callable[[str, int, int], None]
+Ahead = Callable[[Path | str, Path | str | None, int], Callable[[int], None] | None]
 
 
 class _Sink:
-    """Hashes and writes chunks on a second thread (both release the GIL) while the caller renders."""
+    """Hashes and writes chunks on a second thread (both release the GIL) while the caller renders; tells
+    ``written`` (if given) the bytes written so far after each chunk."""
 
-    def __init__(self, f) -> None:
+    def __init__(self, f, written: Callable[[int], None] | None = None) -> None:
         self.digest, self.size, self._f, self._error = hashlib.sha256(), 0, f, None
+        self._written = written
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)  # bounds memory to a few chunks
         self._thread = threading.Thread(target=self._run, name="ftprep-writer", daemon=True)
         self._thread.start()
@@ -54,6 +57,8 @@ class _Sink:
                     self.digest.update(chunk)
                     self._f.write(chunk)
                     self.size += len(chunk)
+                    if self._written is not None:
+                        self._written(self.size)
                 except BaseException as e:  # noqa: BLE001 - handed to the caller in close()
                     self._error = e
 
@@ -76,13 +81,16 @@ def write_jsonl(
     render: Renderer,
     progress: Progress | None = None,
     role: str = "train",
+    ahead: Callable[[], Callable[[int], None] | None] | None = None,
 ) -> tuple[str, int]:
     """Write the rendered line of ``records[i]`` for each i to ``target`` (a file in a stage folder).
 
+    ``ahead``: called once the file is open; what it returns is told the bytes written so far, in whole lines,
+    after each chunk (the validation process checks the file meanwhile, :mod:`tasks.scan_ahead`).
     Returns (sha256, bytes).
     """
-    with storage.open_write(target) as f:
-        sink = _Sink(f)
+    with storage.open_write(target) as f:  # unbuffered on disk: what is written is there for a reader
+        sink = _Sink(f, ahead() if ahead is not None else None)
         try:
             total = len(indices)
             for start in range(0, total, CHUNK_LINES):
@@ -110,11 +118,13 @@ def check_out_dir(out_dir: Path | str) -> None:
 
 
 def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path | str, store: RecordStore,
-                progress: Progress | None = None) -> WrittenFiles:
+                progress: Progress | None = None, ahead: Ahead | None = None) -> WrittenFiles:
     """Write both files into a new generation of ``out_dir`` (see :mod:`ftprep.outputs`); nothing is committed.
 
     The previous output stays current until the publish step commits this generation; leftovers of killed
-    runs are removed first.
+    runs are removed first. The validation file is written first; ``ahead`` (:func:`tasks.scan_child.ahead`) is
+    told when the training file is open (its path, the validation file's, its examples), so that its parts can be
+    checked while the rest is written.
     """
     out_dir = storage.normalize(out_dir, "--out")
     if not storage.is_url(out_dir):
@@ -122,18 +132,21 @@ def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path | str, store: Re
     check_out_dir(out_dir)
     outputs.clean(out_dir)
     render = compile_template(fmt.template)
-    slices: dict[str, Slice] = {"train": plan.train}
-    if plan.validation is not None:
+    slices: dict[str, Slice] = {}
+    if plan.validation is not None:  # first: checking the training file as it is written needs its digests
         slices["validation"] = plan.validation
+    slices["train"] = plan.train
     stage = outputs.new_stage(out_dir)
+    targets = {role: storage.join(stage, FILE_NAMES[role]) for role in slices}
     try:
         digests = {}
         for role, s in slices.items():
             records = project(store.read(s.dataset.path, s.dataset.sha256), record_fields(fmt.template))
-            digests[role] = write_jsonl(storage.join(stage, FILE_NAMES[role]), records, slice_indices(s), render,
-                                        progress, role)
+            told = (lambda s=s: ahead(targets["train"], targets.get("validation"), s.count)) \
+                if ahead is not None and role == "train" else None
+            digests[role] = write_jsonl(targets[role], records, slice_indices(s), render, progress, role, told)
             pause_point("write")  # tests: killed between the two files
-        generation = outputs.seal(stage, [digests[role][0] for role in slices])
+        generation = outputs.seal(stage, [digests[role][0] for role in ("train", "validation") if role in digests])
     except BaseException as e:
         outputs.abandon(stage)
         if is_disk_error(e):  # a full disk (ENOSPC) or the like: one line, nothing left behind
@@ -173,7 +186,7 @@ def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordSto
     logger = get_run_logger()
     started = time.perf_counter()
     total = plan.train.count + (plan.validation.count if plan.validation else 0)
-    offsets = {"train": 0, "validation": plan.train.count}
+    offsets = {"validation": 0, "train": plan.validation.count if plan.validation else 0}  # in the order written
     artifact: list[Any] = []  # made by the first report after PROGRESS_AFTER seconds
     last = [started]
 
@@ -194,7 +207,11 @@ def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordSto
                     100 * (offsets[role] + done) / total, key=artifact_key(ARTIFACT_WRITE_PROGRESS, project),
                     description=f"Formatting and writing {total:,} examples"))
 
-        files = write_split(plan, fmt, out_dir, store, progress)
+        try:  # the validation process checks the training file as it is written, if the command started one
+            files = write_split(plan, fmt, out_dir, store, progress, scan_child.ahead)
+        except BaseException:
+            scan_child.drop_ahead()
+            raise
     if artifact:
         update_progress_artifact(artifact[0], 100.0)
     for f in files.files():

@@ -1,0 +1,133 @@
+"""Validation of a training file while it is written: the validation process checks each part as it is done.
+
+At 400,000 examples the writer keeps one core busy for about 1.5 s while the other is nearly idle, and validation
+then keeps both busy for about 2 s. So the command tells its validation process (:mod:`tasks.scan_child`) when it
+opens a large training file (the validation file of the pair is written first, and checked then), and each time
+another stretch of whole lines is written; the process checks those parts on its workers meanwhile, at the helpers'
+lower priority. The validate step's scan of the same file (:func:`tasks.validation_scan.scan_file`) takes them
+over and checks only the rest, if it is the same file (the same inode, the size and modification time the writer
+left) scanned with the same settings; otherwise it scans the whole file, as it always did.
+
+The report is the same as a whole file's scan: the parts are merged in order as in any scan, and the token sample
+is drawn by the same digests. The parts count a sample a quarter larger than the one the writer's example count
+implies, cut to the scan's own (from the finished file's size) at the end; a file that needs a larger sample than
+was counted is scanned again in full.
+
+Linux only: the workers read the file through ``/proc/self/fd``, which follows it when its folder is renamed (the
+output's stage becomes a generation, :mod:`ftprep.outputs`) before the scan takes the parts over.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+from tasks.token_stats import ALL, sample_cut
+from tasks.validation_scan import PART_BYTES, FileScan, Job, Part, _check_range, _serve, scan_file
+
+MIN_EXAMPLES = 50_000  # a smaller training file is written in a fraction of a second: checked afterwards
+MARGIN = 1.25  # the sample counted ahead, against the one the writer's count implies
+
+Settings = tuple[str, int, bool, bool]  # (encoding, per-example limit, exact_tokens, raw_digest)
+
+
+def supported() -> bool:
+    return sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _same(path: Path | str, identity: tuple[int, int, int, int] | None) -> bool:
+    try:
+        return identity is not None and _identity(os.stat(path)) == identity
+    except OSError:
+        return False
+
+
+class Ahead:
+    """The parts of one training file checked while it is written; taken over by the scan of the same file."""
+
+    def __init__(self, path: str, validation: str | None, expected: int, settings: Settings, workers: int,
+                 part_bytes: int = PART_BYTES) -> None:
+        encoding, limit, exact_tokens, raw_digest = self.settings = settings
+        self.against: FileScan | None = None
+        self._against_id = None
+        if validation is not None:  # written whole already: checked now, its digests handed to the workers
+            self._against_id = _identity(os.stat(validation))  # before: a change meanwhile shows at the end
+            self.against = scan_file(validation, "validation", encoding, limit, 1, exact_tokens, raw_digest,
+                                     keep_lines=True, progress=False)  # no bar: the writer's is on the terminal
+        self._fd = os.open(path, os.O_RDONLY)
+        self._cut = sample_cut(expected / MARGIN, exact_tokens)
+        against = self.against
+        job = Job(f"/proc/self/fd/{self._fd}", encoding, limit, self._cut, raw_digest, False,
+                  frozenset(against.example_lines) if against else frozenset(),
+                  frozenset(against.prompt_lines) if against else frozenset(),
+                  frozenset(against.prompt_hashes) if against else frozenset(), keyed=True)
+        # forked from here with the file open: the workers share the loaded encoding, the job and the descriptor
+        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            max(1, workers), mp_context=multiprocessing.get_context("fork"), initializer=_serve,
+            initargs=(job, os.getpid()))
+        self._futures: list[Future[Part]] = []
+        self._submitted = self._written = 0
+        self._mtime_ns = 0
+        self._part_bytes = part_bytes
+        self.ahead = 0  # parts handed to the workers while the file was written
+
+    def more(self, written: int) -> None:
+        """The writer has written ``written`` bytes of the file so far, ending with a whole line."""
+        self._written = written
+        self._mtime_ns = os.fstat(self._fd).st_mtime_ns
+        if written - self._submitted >= self._part_bytes:
+            self._submit(written)
+            self.ahead += 1
+
+    def _submit(self, end: int) -> None:
+        assert self._pool is not None
+        self._futures.append(self._pool.submit(_check_range, (self._submitted, end)))
+        self._submitted = end
+
+    def validation(self, path: Path | str, settings: Settings) -> FileScan | None:
+        """The scan of the pair's validation file made at the start, if ``path`` is still that file."""
+        if self.against is not None and settings == self.settings and _same(path, self._against_id):
+            self.against.path = path  # its name now (the stage it was written in became a generation)
+            return self.against
+        return None
+
+    def take(self, path: Path | str, role: str, settings: Settings, against: FileScan | None, cut: int,
+             size: int) -> Iterator[Part] | None:
+        """The parts of ``path``, in order, counted for the sample ``cut``, if this is the file written and the
+        scan is made as this one was (else None, and the work ahead is dropped)."""
+        if self._pool is None:
+            return None
+        try:
+            st = os.fstat(self._fd)
+            same = (_identity(st) == _identity(os.stat(path)) and size == self._written == st.st_size
+                    and st.st_mtime_ns == self._mtime_ns)
+        except OSError:
+            same = False
+        if not (same and role == "train" and settings == self.settings and against is self.against
+                and (cut <= self._cut or self._cut >= ALL)):
+            self.close()
+            return None
+        if size > self._submitted:
+            self._submit(size)
+        return self._parts(cut)
+
+    def _parts(self, cut: int) -> Iterator[Part]:
+        for future in self._futures:
+            part = future.result()
+            part.cut_to(cut)
+            yield part
+
+    def close(self, wait: bool = False) -> None:
+        """Stop the workers (parts not started are dropped; ``wait``: for them to leave) and close the file."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=True)
+            os.close(self._fd)
