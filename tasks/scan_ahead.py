@@ -27,7 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from tasks.token_stats import ALL, sample_cut
-from tasks.validation_scan import PART_BYTES, FileScan, Job, Part, _check_range, _serve, scan_file
+from tasks.validation_scan import PART_BYTES, FileScan, Job, Merger, Part, _check_range, _serve, scan_file
 
 MIN_EXAMPLES = 50_000  # a smaller training file is written in a fraction of a second: checked afterwards
 MARGIN = 1.25  # the sample counted ahead, against the one the writer's count implies
@@ -73,11 +73,14 @@ class Ahead:
         self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             max(1, workers), mp_context=multiprocessing.get_context("fork"), initializer=_serve,
             initargs=(job, os.getpid()))
-        self._futures: list[Future[Part]] = []
+        self._futures: list[Future[Part]] = []  # submitted, not yet merged: in file order
         self._submitted = self._written = 0
         self._mtime_ns = 0
         self._part_bytes = part_bytes
-        self.ahead = 0  # parts handed to the workers while the file was written
+        # the parts done are merged as they come (their results are not held), their sample counts kept aside with
+        # their keys until the scan's own cut is known
+        self._merger = Merger(FileScan(path, "train", ahead=0), False)
+        self._counted: list[tuple[int, int, bool]] = []  # (sample key, tokens, an estimate) in file order
 
     def more(self, written: int) -> None:
         """The writer has written ``written`` bytes of the file so far, ending with a whole line."""
@@ -85,7 +88,15 @@ class Ahead:
         self._mtime_ns = os.fstat(self._fd).st_mtime_ns
         if written - self._submitted >= self._part_bytes:
             self._submit(written)
-            self.ahead += 1
+            self._merger.scan.ahead += 1
+        while self._futures and self._futures[0].done():
+            self._merger.add(self._aside(self._futures.pop(0).result()))
+
+    def _aside(self, part: Part) -> Part:
+        """The part with its sample counts moved aside (they are cut to the scan's sample at the end)."""
+        self._counted += zip(part.keys, part.tokens, part.estimates, strict=True)
+        part.tokens, part.estimated = [], 0
+        return part
 
     def _submit(self, end: int) -> None:
         assert self._pool is not None
@@ -100,9 +111,10 @@ class Ahead:
         return None
 
     def take(self, path: Path | str, role: str, settings: Settings, against: FileScan | None, cut: int,
-             size: int) -> Iterator[Part] | None:
-        """The parts of ``path``, in order, counted for the sample ``cut``, if this is the file written and the
-        scan is made as this one was (else None, and the work ahead is dropped)."""
+             size: int) -> tuple[Merger, Iterator[Part]] | None:
+        """If this is the file written and the scan is made as this one was: (the merger of the parts done, whose
+        scan is the file's, the rest of its parts in order; when they are merged, the scan's sample is the one of
+        the cut ``cut``). Else None, and the work ahead is dropped."""
         if self._pool is None:
             return None
         try:
@@ -117,13 +129,15 @@ class Ahead:
             return None
         if size > self._submitted:
             self._submit(size)
-        return self._parts(cut)
+        self._merger.scan.path = path
+        return self._merger, self._rest(cut)
 
-    def _parts(self, cut: int) -> Iterator[Part]:
-        for future in self._futures:
-            part = future.result()
-            part.cut_to(cut)
-            yield part
+    def _rest(self, cut: int) -> Iterator[Part]:
+        while self._futures:
+            yield self._aside(self._futures.pop(0).result())
+        scan = self._merger.scan
+        kept = [(tokens, estimate) for key, tokens, estimate in self._counted if cut >= ALL or key < cut]
+        scan.tokens, scan.estimated = [tokens for tokens, _ in kept], sum(1 for _, estimate in kept if estimate)
 
     def close(self, wait: bool = False) -> None:
         """Stop the workers (parts not started are dropped; ``wait``: for them to leave) and close the file."""

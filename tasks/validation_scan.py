@@ -71,13 +71,6 @@ class Part:
     keys: list[int] = field(default_factory=list)  # keyed only: the sample key of each count in ``tokens``
     estimates: list[bool] = field(default_factory=list)  # keyed only: ... and whether it is an estimate
 
-    def cut_to(self, cut: int) -> None:
-        """Keep the counts a scan with the sample cut ``cut`` makes (a keyed part was counted with a larger cut)."""
-        kept = [i for i, key in enumerate(self.keys) if cut >= ALL or key < cut]
-        self.tokens = [self.tokens[i] for i in kept]
-        self.estimated = sum(1 for i in kept if self.estimates[i])
-        self.keys, self.estimates = [], []
-
 
 @dataclass
 class FileScan:
@@ -197,19 +190,18 @@ def scan_file(path: Path | str, role: str, encoding: str, limit: int, workers: i
     A file of one part is checked in this process; a larger one by up to ``workers`` processes. ``ahead``: a
     :class:`tasks.scan_ahead.Ahead` that may have checked the file's parts already, while it was written.
     ``progress``: draw a progress bar on a terminal (not beside another process's)."""
-    scan = FileScan(path, role)
     bom, average = _first_lines(path)
-    if bom:
-        scan.add("bom", 1)
     size = storage.size(path)
     cut = sample_cut(size / max(average, 1.0), exact_tokens)
     taken = ahead.take(path, role, (encoding, limit, exact_tokens, raw_digest), against, cut, size) \
         if ahead is not None else None
     pool = None
-    if taken is not None:
-        parts: Iterator[Part] = taken
-        scan.ahead = ahead.ahead
+    if taken is not None:  # its scan holds the parts merged so far
+        merger, parts = taken
+        scan = merger.scan
     else:
+        scan = FileScan(path, role)
+        merger = Merger(scan, keep_lines)
         job = Job(path, encoding, limit, cut, raw_digest, keep_lines,
                   frozenset(against.example_lines) if against else frozenset(),
                   frozenset(against.prompt_lines) if against else frozenset(),
@@ -220,8 +212,10 @@ def scan_file(path: Path | str, role: str, encoding: str, limit: int, workers: i
             pool = ProcessPoolExecutor(min(workers, len(ranges)), mp_context=multiprocessing.get_context("fork"),
                                        initializer=_serve, initargs=(job, os.getpid()))
         parts = (pool.map(_check_range, ranges) if pool is not None else (check_part(job, *r) for r in ranges))
+    if bom:
+        scan.add("bom", 1)
     try:
-        last_line = _merge(scan, parts, int(size / max(average, 1.0)) if progress else 0, keep_lines)
+        last_line = _merge(merger, parts, int(size / max(average, 1.0)) if progress else 0)
     except BaseException:
         if pool is not None:  # interrupted or failed: the parts being checked are not waited for; the workers end
             pool.shutdown(wait=False, cancel_futures=True)  # after them, or with this process (parent-death signal)
@@ -272,38 +266,51 @@ def scan_files(files: list[tuple[Path | str, str]], encoding: str, limit: int, w
     return [done[i] for i in range(len(files))]
 
 
-def _merge(scan: FileScan, parts: Iterator[Part], expected_lines: int, keep_lines: bool) -> int:
-    """Add the parts, in file order, to the scan; return the number of the last line that is not blank.
+class Merger:
+    """Adds parts of a file, in file order, to its scan (the line numbers counted on from the parts before)."""
+
+    def __init__(self, scan: FileScan, keep_lines: bool) -> None:
+        self.scan, self.keep_lines = scan, keep_lines
+        self.lines = 0  # the lines of the parts added so far
+        self.last_line = 0  # the number of the last line so far that is not blank
+
+    def add(self, part: Part) -> None:
+        scan, base = self.scan, self.lines
+        for code, numbers in part.codes.items():
+            scan.lines.setdefault(code, []).extend([base + n for n in numbers])
+        if part.last:
+            self.last_line = base + part.last
+        scan.examples += part.examples
+        scan.tokens += part.tokens
+        scan.estimated += part.estimated
+        scan.leaked |= part.leaked
+        scan.leaked_prompts |= part.leaked_prompts
+        new = set(part.digests)
+        if not self.keep_lines and len(new) == len(part.digests) and scan.seen.isdisjoint(new):
+            scan.seen |= new  # no duplicate in this part: the common case, without a loop
+        else:
+            for d, n in zip(part.digests, part.digest_lines, strict=True):
+                if d in scan.seen:
+                    scan.add("duplicate_example", base + n)
+                else:
+                    scan.seen.add(d)
+                    if self.keep_lines:
+                        scan.example_lines[d] = base + n
+        for d, n in part.prompts:
+            scan.prompt_lines.setdefault(d, base + n)
+        scan.prompt_hashes |= part.prompt_hashes
+        self.lines += part.lines
+
+
+def _merge(merger: Merger, parts: Iterator[Part], expected_lines: int) -> int:
+    """Add the parts to the merger's scan; return the number of the last line that is not blank.
     ``expected_lines``: the progress bar's total (0: no bar)."""
-    base = last_line = 0
-    with bar(f"validating {storage.name(scan.path)}", expected_lines) as show:
+    with bar(f"validating {storage.name(merger.scan.path)}", expected_lines) as show:
+        show(merger.lines)
         for part in parts:
-            for code, numbers in part.codes.items():
-                scan.lines.setdefault(code, []).extend([base + n for n in numbers])
-            if part.last:
-                last_line = base + part.last
-            scan.examples += part.examples
-            scan.tokens += part.tokens
-            scan.estimated += part.estimated
-            scan.leaked |= part.leaked
-            scan.leaked_prompts |= part.leaked_prompts
-            new = set(part.digests)
-            if not keep_lines and len(new) == len(part.digests) and scan.seen.isdisjoint(new):
-                scan.seen |= new  # no duplicate in this part: the common case, without a loop
-            else:
-                for d, n in zip(part.digests, part.digest_lines, strict=True):
-                    if d in scan.seen:
-                        scan.add("duplicate_example", base + n)
-                    else:
-                        scan.seen.add(d)
-                        if keep_lines:
-                            scan.example_lines[d] = base + n
-            for d, n in part.prompts:
-                scan.prompt_lines.setdefault(d, base + n)
-            scan.prompt_hashes |= part.prompt_hashes
-            base += part.lines
-            show(base)
-    return last_line
+            merger.add(part)
+            show(merger.lines)
+    return merger.last_line
 
 
 def default_workers() -> int:
