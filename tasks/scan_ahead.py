@@ -27,9 +27,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from tasks.token_stats import ALL, sample_cut
-from tasks.validation_scan import PART_BYTES, FileScan, Job, Merger, Part, _check_range, _serve, scan_file
+from tasks.validation_scan import PART_BYTES, FileScan, Job, Merger, Part, check_range, scan_file, serve_worker
 
-MIN_EXAMPLES = 50_000  # a smaller training file is written in a fraction of a second: checked afterwards
+AHEAD_MIN_EXAMPLES = 50_000  # a smaller training file is written in a fraction of a second: checked afterwards
 MARGIN = 1.25  # the sample counted ahead, against the one the writer's count implies
 
 Settings = tuple[str, int, bool, bool]  # (encoding, per-example limit, exact_tokens, raw_digest)
@@ -56,6 +56,7 @@ class Ahead:
     def __init__(self, path: str, validation: str | None, expected: int, settings: Settings, workers: int,
                  part_bytes: int = PART_BYTES) -> None:
         encoding, limit, exact_tokens, raw_digest = self.settings = settings
+        self.path = path  # the notes say which file they are about
         self.against: FileScan | None = None
         self._against_id = None
         if validation is not None:  # written whole already: checked now, its digests handed to the workers
@@ -69,10 +70,13 @@ class Ahead:
                   frozenset(against.example_lines) if against else frozenset(),
                   frozenset(against.prompt_lines) if against else frozenset(),
                   frozenset(against.prompt_hashes) if against else frozenset(), keyed=True)
-        # forked from here with the file open: the workers share the loaded encoding, the job and the descriptor
-        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max(1, workers), mp_context=multiprocessing.get_context("fork"), initializer=_serve,
-            initargs=(job, os.getpid()))
+        try:  # forked from here with the file open: the workers share the loaded encoding, the job and the descriptor
+            self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
+                max(1, workers), mp_context=multiprocessing.get_context("fork"), initializer=serve_worker,
+                initargs=(job, os.getpid()))
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._futures: list[Future[Part]] = []  # submitted, not yet merged: in file order
         self._submitted = self._written = 0
         self._mtime_ns = 0
@@ -82,10 +86,12 @@ class Ahead:
         self._merger = Merger(FileScan(path, "train", ahead=0), False)
         self._counted: list[tuple[int, int, bool]] = []  # (sample key, tokens, an estimate) in file order
 
-    def more(self, written: int) -> None:
-        """The writer has written ``written`` bytes of the file so far, ending with a whole line."""
-        self._written = written
-        self._mtime_ns = os.fstat(self._fd).st_mtime_ns
+    def more(self, written: int, mtime_ns: int) -> None:
+        """The writer has written ``written`` bytes of the file so far, ending with a whole line, and the file's
+        modification time was then ``mtime_ns`` (a change after the writer's last note shows at the end)."""
+        if self._pool is None:
+            return
+        self._written, self._mtime_ns = written, mtime_ns
         if written - self._submitted >= self._part_bytes:
             self._submit(written)
             self._merger.scan.ahead += 1
@@ -100,7 +106,7 @@ class Ahead:
 
     def _submit(self, end: int) -> None:
         assert self._pool is not None
-        self._futures.append(self._pool.submit(_check_range, (self._submitted, end)))
+        self._futures.append(self._pool.submit(check_range, (self._submitted, end)))
         self._submitted = end
 
     def validation(self, path: Path | str, settings: Settings) -> FileScan | None:
@@ -125,7 +131,7 @@ class Ahead:
             same = False
         if not (same and role == "train" and settings == self.settings and against is self.against
                 and (cut <= self._cut or self._cut >= ALL)):
-            self.close()
+            self.close(wait=True)  # its workers gone before the scan forks its own
             return None
         if size > self._submitted:
             self._submit(size)
@@ -140,8 +146,13 @@ class Ahead:
         scan.tokens, scan.estimated = [tokens for tokens, _ in kept], sum(1 for _, estimate in kept if estimate)
 
     def close(self, wait: bool = False) -> None:
-        """Stop the workers (parts not started are dropped; ``wait``: for them to leave) and close the file."""
+        """Stop the workers (parts not started are dropped; ``wait``: for them to leave), close the file, and let
+        go of what was merged (a scan that took it over holds it)."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=wait, cancel_futures=True)
-            os.close(self._fd)
+            try:
+                pool.shutdown(wait=wait, cancel_futures=True)
+            finally:
+                os.close(self._fd)
+                self._futures, self._counted, self.against = [], [], None
+                self._merger = Merger(FileScan(self.path, "train"), False)

@@ -201,22 +201,23 @@ def plan(settings: tuple[str, int, bool, bool], workers: int) -> None:
     _plan = (settings, workers)
 
 
-def ahead(path: Path | str, validation: Path | str | None, expected: int) -> Callable[[int], None] | None:
+def ahead(path: Path | str, validation: Path | str | None, expected: int) -> Callable[[int, int], None] | None:
     """Tell the validation process that the training file ``path`` (``expected`` examples, opened just now) is
     being written, after the pair's ``validation`` file (written whole), if it can check its parts meanwhile
-    (:mod:`tasks.scan_ahead`). Returns what the writer calls with the bytes it has written, in whole lines."""
+    (:mod:`tasks.scan_ahead`). Returns what the writer calls with the bytes it has written, in whole lines, and the
+    file's modification time after them."""
     from tasks import scan_ahead
 
     scanner = current([(path, "")])
-    if scanner is None or _plan is None or expected < scan_ahead.MIN_EXAMPLES or not scan_ahead.supported():
+    if scanner is None or _plan is None or expected < scan_ahead.AHEAD_MIN_EXAMPLES or not scan_ahead.supported():
         return None
     settings, workers = _plan
     if not scanner.tell(("ahead", str(path), None if validation is None else str(validation), expected, settings,
                          workers)):
         return None
 
-    def written(size: int) -> None:
-        scanner.tell(("written", size))
+    def written(size: int, mtime_ns: int) -> None:
+        scanner.tell(("written", str(path), size, mtime_ns))
 
     return written
 
@@ -286,31 +287,35 @@ def _answer(out: IO[bytes], encoding: str) -> None:
     _send(out, text_counter(encoding)[1])
     requests = sys.stdin.buffer
     ahead = None  # the training file being written, checked meanwhile
-    while True:
-        try:
-            message = _receive(requests)
-        except EOFError:
-            return
-        kind, *args = message
-        if kind == "reason":
-            _send(out, text_counter(args[0])[1])
-            continue
-        if kind in ("ahead", "written", "drop"):
-            ahead = _note(ahead, kind, args)
-            continue
-        try:
-            answer: Any = ("ok", scan_files([(p, r) for p, r in args[0]], *args[1:], ahead=ahead))
-        except Exception as e:  # noqa: BLE001 - handed to the caller, which raises it
-            answer = ("error", (e, traceback.format_exc()))
-        finally:
-            if ahead is not None:  # taken over by the scan, or not this scan's file: done with either way
-                ahead.close()
-                ahead = None
-        try:
-            _send(out, answer)
-        except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
-            error, where = answer[1]
-            _send(out, ("error", (f"{type(error).__name__}: {error}", where)))
+    try:
+        while True:
+            try:
+                message = _receive(requests)
+            except EOFError:
+                return
+            kind, *args = message
+            if kind == "reason":
+                _send(out, text_counter(args[0])[1])
+                continue
+            if kind in ("ahead", "written", "drop"):
+                ahead = _note(ahead, kind, args)
+                continue
+            try:
+                answer: Any = ("ok", scan_files([(p, r) for p, r in args[0]], *args[1:], ahead=ahead))
+            except Exception as e:  # noqa: BLE001 - handed to the caller, which raises it
+                answer = ("error", (e, traceback.format_exc()))
+            finally:
+                if ahead is not None:  # taken over by the scan, or not this scan's file: done with either way
+                    ahead.close()
+                    ahead = None
+            try:
+                _send(out, answer)
+            except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
+                error, where = answer[1]
+                _send(out, ("error", (f"{type(error).__name__}: {error}", where)))
+    finally:  # the command is done or gone: so is any work ahead
+        if ahead is not None:
+            ahead.close()
 
 
 def _note(ahead: Any, kind: str, args: list[Any]) -> Any:
@@ -320,8 +325,9 @@ def _note(ahead: Any, kind: str, args: list[Any]) -> Any:
     from tasks.scan_ahead import Ahead
 
     try:
-        if kind == "written" and ahead is not None:
-            ahead.more(args[0])
+        if kind == "written":
+            if ahead is not None and args[0] == ahead.path:  # another file's notes: not this work's
+                ahead.more(*args[1:])
             return ahead
         if ahead is not None:
             ahead.close()

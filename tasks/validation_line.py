@@ -142,6 +142,12 @@ def _structure(obj: dict[str, Any], codes: list[str]) -> tuple[bool, list[str]]:
     return well_formed, users
 
 
+def _estimated_parts(obj: dict[str, Any]) -> bool:
+    """Has the example tool definitions or calls (counted as the cookbook estimates them)?"""
+    return bool(obj.get("tools") or obj.get("functions")) or any(
+        isinstance(m, dict) and bool(m.get("tool_calls") or m.get("function_call")) for m in obj["messages"])
+
+
 def check_example(raw: bytes, lineno: int, count, encoding: str = "o200k_base", exact: bool = True,
                   limit: int | None = None, cut: int = ALL, raw_digest: bool = False) -> LineResult:
     """Check one line of a chat fine-tuning file; count its tokens (:func:`ftprep.tokens.count_example`) if it is
@@ -194,7 +200,10 @@ def check_example(raw: bytes, lineno: int, count, encoding: str = "o200k_base", 
         result.prompt = "\x00".join(users)
     if well_formed:
         result.sampled = in_sample(result.example, cut)
-        if result.sampled or limit is None or len(raw) + UPPER_MARGIN > limit:
+        # tool definitions and calls are estimated, and an estimate can exceed their bytes: such an example is
+        # always counted, so that whether it is over the limit never depends on the sample
+        if result.sampled or limit is None or len(raw) + UPPER_MARGIN > limit or \
+                (plain is None and _estimated_parts(obj)):
             counted = count_example(obj, len(raw), count, encoding, exact)
             result.tokens, result.upper, result.estimated = counted.tokens, counted.upper, counted.estimated
         else:  # a token is at least one byte: the line's bytes prove it under the limit, no need to count

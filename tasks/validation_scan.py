@@ -147,13 +147,13 @@ def check_part(job: Job, start: int, end: int) -> Part:
 _job: Job | None = None  # in a worker process: the job of the scan it serves
 
 
-def _serve(job: Job, parent: int) -> None:
+def serve_worker(job: Job, parent: int) -> None:
     global _job
     die_with_parent(parent)  # a worker never outlives the process that forked it, however that one ends
     _job = job
 
 
-def _check_range(bounds: tuple[int, int]) -> Part:
+def check_range(bounds: tuple[int, int]) -> Part:
     assert _job is not None
     return check_part(_job, *bounds)
 
@@ -210,8 +210,8 @@ def scan_file(path: Path | str, role: str, encoding: str, limit: int, workers: i
         if workers > 1 and len(ranges) > 1 and not storage.is_url(path):  # a store's client is not fork-safe
             # fork: the workers share the loaded encoding and the job (a set of digests need not be sent each part)
             pool = ProcessPoolExecutor(min(workers, len(ranges)), mp_context=multiprocessing.get_context("fork"),
-                                       initializer=_serve, initargs=(job, os.getpid()))
-        parts = (pool.map(_check_range, ranges) if pool is not None else (check_part(job, *r) for r in ranges))
+                                       initializer=serve_worker, initargs=(job, os.getpid()))
+        parts = (pool.map(check_range, ranges) if pool is not None else (check_part(job, *r) for r in ranges))
     if bom:
         scan.add("bom", 1)
     try:

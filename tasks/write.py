@@ -36,14 +36,15 @@ CHUNK_LINES = 2000
 PROGRESS_AFTER = 2.0  # seconds of writing before the write-progress artifact appears
 
 Progress = Callable[[str, int, int], None]
-Ahead = Callable[[Path | str, Path | str | None, int], Callable[[int], None] | None]
+Written = Callable[[int, int], None]  # (bytes written so far, the file's modification time in ns)
+Announce = Callable[[Path | str, Path | str | None, int], Written | None]  # (training file, validation file, examples)
 
 
 class _Sink:
     """Hashes and writes chunks on a second thread (both release the GIL) while the caller renders; tells
-    ``written`` (if given) the bytes written so far after each chunk."""
+    ``written`` (if given) the bytes written so far after each chunk, and the file's modification time then."""
 
-    def __init__(self, f, written: Callable[[int], None] | None = None) -> None:
+    def __init__(self, f, written: Written | None = None) -> None:
         self.digest, self.size, self._f, self._error = hashlib.sha256(), 0, f, None
         self._written = written
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)  # bounds memory to a few chunks
@@ -58,7 +59,7 @@ class _Sink:
                     self._f.write(chunk)
                     self.size += len(chunk)
                     if self._written is not None:
-                        self._written(self.size)
+                        self._written(self.size, os.fstat(self._f.fileno()).st_mtime_ns)
                 except BaseException as e:  # noqa: BLE001 - handed to the caller in close()
                     self._error = e
 
@@ -81,12 +82,13 @@ def write_jsonl(
     render: Renderer,
     progress: Progress | None = None,
     role: str = "train",
-    ahead: Callable[[], Callable[[int], None] | None] | None = None,
+    ahead: Callable[[], Written | None] | None = None,
 ) -> tuple[str, int]:
     """Write the rendered line of ``records[i]`` for each i to ``target`` (a file in a stage folder).
 
     ``ahead``: called once the file is open; what it returns is told the bytes written so far, in whole lines,
-    after each chunk (the validation process checks the file meanwhile, :mod:`tasks.scan_ahead`).
+    and the file's modification time, after each chunk (the validation process checks the file meanwhile,
+    :mod:`tasks.scan_ahead`).
     Returns (sha256, bytes).
     """
     with storage.open_write(target) as f:  # unbuffered on disk: what is written is there for a reader
@@ -118,7 +120,7 @@ def check_out_dir(out_dir: Path | str) -> None:
 
 
 def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path | str, store: RecordStore,
-                progress: Progress | None = None, ahead: Ahead | None = None) -> WrittenFiles:
+                progress: Progress | None = None, ahead: Announce | None = None) -> WrittenFiles:
     """Write both files into a new generation of ``out_dir`` (see :mod:`ftprep.outputs`); nothing is committed.
 
     The previous output stays current until the publish step commits this generation; leftovers of killed

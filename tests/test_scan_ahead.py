@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def _write(stage: Path, train: list[bytes], validation: list[bytes], tell) -> No
         for i in range(0, len(train), 500):
             written += f.write(b"".join(train[i:i + 500]))
             if told is not None:
-                told(written)
+                told(written, os.fstat(f.fileno()).st_mtime_ns)
 
 
 def _fields(scan: FileScan) -> dict:
@@ -84,7 +85,8 @@ def test_parts_checked_as_written_give_the_scan_of_the_finished_file(tmp_path):
     assert lines["blank_line"] == [3001] and ahead[0].leaked and ahead[0].leaked_prompts
 
 
-@pytest.mark.parametrize("case", ["sample too small", "file changed", "other settings", "validation changed"])
+@pytest.mark.parametrize("case", ["sample too small", "file changed", "rewritten in place", "other settings",
+                                  "validation changed"])
 def test_work_ahead_that_does_not_fit_the_scan_is_dropped(tmp_path, case):
     train, validation = _pair(30_000)
     # told ten times the examples: the parts count a sample ten times too small for the finished file
@@ -94,6 +96,11 @@ def test_work_ahead_that_does_not_fit_the_scan_is_dropped(tmp_path, case):
     if case == "file changed":
         with open(tmp_path / "out" / "train.jsonl", "ab") as f:
             f.write(_line("added later"))
+    elif case == "rewritten in place":  # the same size, after the writer's last note (a later clock tick)
+        time.sleep(0.05)
+        with open(tmp_path / "out" / "train.jsonl", "r+b") as f:
+            f.seek(len(train[0]) + 10)
+            f.write(b"Z")
     elif case == "other settings":
         settings[2] = True  # exact token counts asked for
     elif case == "validation changed":
@@ -112,7 +119,7 @@ def test_the_command_s_validation_process_checks_the_training_file_as_it_is_writ
     try:
         scanner.reason("o200k_base")  # ready, as a command's is by its write: it reads the notes as they come
         scan_child.plan(SETTINGS, 2)
-        train, validation = _pair(scan_ahead.MIN_EXAMPLES)
+        train, validation = _pair(scan_ahead.AHEAD_MIN_EXAMPLES)
         told: list[object] = []
 
         def tell(path: Path):
@@ -134,7 +141,7 @@ def test_the_command_s_validation_process_checks_the_training_file_as_it_is_writ
         assert told[1] is not None and again[0].ahead == 0 and again[0].examples == by_child[0].examples
         assert scanner.alive()
 
-        assert scan_child.ahead(tmp_path / "small.jsonl", None, scan_ahead.MIN_EXAMPLES - 1) is None
+        assert scan_child.ahead(tmp_path / "small.jsonl", None, scan_ahead.AHEAD_MIN_EXAMPLES - 1) is None
     finally:
         scan_child.stop()
         scan_child._plan = None
@@ -146,7 +153,7 @@ def test_a_failed_note_leaves_the_scan_to_read_the_whole_file(tmp_path):
     scanner = scan_child.start("o200k_base")
     try:
         assert scanner.tell(("ahead", str(tmp_path / "missing.jsonl"), None, 10**6, SETTINGS, 2))
-        assert scanner.tell(("written", 1000))
+        assert scanner.tell(("written", str(tmp_path / "missing.jsonl"), 1000, 0))
         train, validation = _pair(30_000)
         _write(tmp_path / "out", train, validation, lambda path: None)
         scans, _ = scanner.scan([(str(p), r) for p, r in _files(tmp_path / "out")], *SETTINGS[:2], 2,

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from ftprep.tokens import text_counter
+from tasks.token_stats import ALL
 from tasks.validate import validate_files
 from tasks.validation_line import _plain, check_example
 from tasks.validation_scan import PART_BYTES, scan_file
@@ -90,3 +91,16 @@ def test_leakage_is_found_by_the_training_files_workers(tmp_path):
     report = validate_files([(train, "train"), (val, "validation")], workers=2)
     found = {f.code: f.lines for f in report.findings}
     assert found["leakage_exact"] == (2,) and found["leakage_prompt"] == (4,)
+
+
+def test_whether_an_example_with_tools_is_over_the_limit_does_not_depend_on_the_sample():
+    """Tool definitions are counted as the cookbook estimates them, and an estimate can exceed their bytes (an enum
+    item ``1,`` is two bytes and about four tokens): such an example is counted whether it is in the sample or not."""
+    tool = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"x": {"type": "integer", "enum": list(range(10)) * 1700}}}}}
+    raw = orjson.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                        "tools": [tool]})
+    assert len(raw) + 32 < 65536  # its bytes alone would clear it
+    inside, outside = (check_example(raw, 1, COUNT, limit=65536, cut=cut) for cut in (ALL, 0))
+    assert inside.sampled and not outside.sampled
+    assert inside.upper == outside.upper > 65536 and outside.estimated
