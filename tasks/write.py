@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,7 @@ def write_split(plan: SplitPlan, fmt: FormatPlan, out_dir: Path | str, store: Re
         digests = {}
         for role, s in slices.items():
             records = project(store.read(s.dataset.path, s.dataset.sha256), record_fields(fmt.template))
-            told = (lambda s=s: ahead(targets["train"], targets.get("validation"), s.count)) \
+            told = partial(ahead, targets["train"], targets.get("validation"), s.count) \
                 if ahead is not None and role == "train" else None
             digests[role] = write_jsonl(targets[role], records, slice_indices(s), render, progress, role, told)
             pause_point("write")  # tests: killed between the two files
