@@ -46,8 +46,7 @@ def test_a_busy_sqlite_server_is_asked_again_sooner_than_prefect_would(prefect_s
             db.execute("INSERT INTO ftprep_test_lock VALUES (1)")
             time.sleep(0.15)
             db.execute("COMMIT")
-            time.sleep(0.35)
-        db.execute("DROP TABLE ftprep_test_lock")
+            stop.wait(0.35)  # gone at once after its commit once a write met it: no more commits meet its retries
         db.close()
 
     name = f"ftprep_test_busy_{uuid.uuid4().hex[:8]}"
@@ -65,6 +64,10 @@ def test_a_busy_sqlite_server_is_asked_again_sooner_than_prefect_would(prefect_s
     finally:
         stop.set()
         thread.join()
+        # its table goes only now: dropping it is a commit too, and one while a write was asked again could meet it
+        db = sqlite3.connect(_database(), isolation_level=None, timeout=30)
+        db.execute("DROP TABLE IF EXISTS ftprep_test_lock")
+        db.close()
     from prefect.variables import Variable
 
     assert Variable.get(name) == {"round": len(took) - 1}
