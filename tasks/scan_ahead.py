@@ -65,11 +65,8 @@ class Ahead:
                                      keep_lines=True, progress=False)  # no bar: the writer's is on the terminal
         self._fd = os.open(path, os.O_RDONLY)
         self._cut = sample_cut(expected / MARGIN, exact_tokens)
-        against = self.against
-        job = Job(f"/proc/self/fd/{self._fd}", encoding, limit, self._cut, raw_digest, False,
-                  frozenset(against.example_lines) if against else frozenset(),
-                  frozenset(against.prompt_lines) if against else frozenset(),
-                  frozenset(against.prompt_hashes) if against else frozenset(), keyed=True)
+        job = Job.of(f"/proc/self/fd/{self._fd}", encoding, limit, self._cut, raw_digest, False, self.against,
+                     keyed=True)
         try:  # forked from here with the file open: the workers share the loaded encoding, the job and the descriptor
             self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
                 max(1, workers), mp_context=multiprocessing.get_context("fork"), initializer=serve_worker,

@@ -51,6 +51,15 @@ class Job:
     against_prompt_hashes: frozenset[int] = frozenset()  # ... and their ``hash()``: a cheap first look
     keyed: bool = False  # keep each counted example's sample key: the sample is cut again later (scan_ahead.py)
 
+    @classmethod
+    def of(cls, path: Path | str, encoding: str, limit: int, cut: int, raw_digest: bool, keep_lines: bool,
+           against: FileScan | None, keyed: bool = False) -> Job:
+        """The job of a file's scan; ``against``: the validation file's scan, when this is its training file."""
+        return cls(path, encoding, limit, cut, raw_digest, keep_lines,
+                   frozenset(against.example_lines) if against else frozenset(),
+                   frozenset(against.prompt_lines) if against else frozenset(),
+                   frozenset(against.prompt_hashes) if against else frozenset(), keyed)
+
 
 @dataclass(slots=True)
 class Part:
@@ -202,10 +211,7 @@ def scan_file(path: Path | str, role: str, encoding: str, limit: int, workers: i
     else:
         scan = FileScan(path, role)
         merger = Merger(scan, keep_lines)
-        job = Job(path, encoding, limit, cut, raw_digest, keep_lines,
-                  frozenset(against.example_lines) if against else frozenset(),
-                  frozenset(against.prompt_lines) if against else frozenset(),
-                  frozenset(against.prompt_hashes) if against else frozenset())
+        job = Job.of(path, encoding, limit, cut, raw_digest, keep_lines, against)
         ranges = _ranges(path, size, part_bytes)
         if workers > 1 and len(ranges) > 1 and not storage.is_url(path):  # a store's client is not fork-safe
             # fork: the workers share the loaded encoding and the job (a set of digests need not be sent each part)
