@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,22 @@ from tests import reference_notebook as nb
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-def states_by_task(flow_run_id) -> dict[str, list[str]]:
-    """Task name (``load``, ``upload``, ...) -> the final state names of its runs in one flow run."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+def states_by_task(flow_run_id, timeout: float = 20.0) -> dict[str, list[str]]:
+    """Task name (``load``, ``upload``, ...) -> the final state names of its runs in one flow run.
+
+    The server records a task run's states from events, after the flow run has returned: wait (up to ``timeout``
+    s) until every task run it knows of is in a final state, then read them.
+    """
+
+    def read():
+        with get_client(sync_client=True) as client:
+            return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+    deadline = time.monotonic() + timeout
+    runs = read()
+    while not all(r.state and r.state.is_final() for r in runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        runs = read()
     out: dict[str, list[str]] = {}
     for r in runs:
         out.setdefault(r.name.rsplit("-", 1)[0], []).append(r.state.name)
