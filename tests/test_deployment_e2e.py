@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.prefect_api import client_of
+from tests.prefect_api import client_of, settle
 from tests.prefect_procs import prefect, prefect_server, tail, wait_until, worker
 
 
@@ -54,6 +54,7 @@ def test_deployment_runs_from_the_api_with_retry_history(tmp_path, server_env, o
 
         state = wait_until(finished, 240, "the flow run", interval=1)
         assert state.is_completed(), (state.message, tail(worker_log))
+        settle(client, [flow_run.id])  # task runs' final states reach the server as events, after the flow's
 
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
         uploads = [t for t in task_runs if t.name.startswith("upload")]

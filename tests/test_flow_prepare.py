@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 
 from flows.prepare import prepare
@@ -17,26 +16,19 @@ from ftprep.models import PrepareResult, SplitConfig
 from ftprep.names import ARTIFACT_FILES as ARTIFACT_KEY
 from ftprep.names import LATEST_FILES as VARIABLE_NAME
 from tests import reference_notebook as nb
+from tests.prefect_api import run_task_runs, settle
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-def states_by_task(flow_run_id, timeout: float = 20.0) -> dict[str, list[str]]:
+def states_by_task(flow_run_id) -> dict[str, list[str]]:
     """Task name (``load``, ``upload``, ...) -> the final state names of its runs in one flow run.
 
-    The server records a task run's states from events, after the flow run has returned: wait (up to ``timeout``
-    s) until every task run it knows of is in a final state, then read them.
+    The server records task states from events, after the flow run has returned: ``settle`` waits for them.
     """
-
-    def read():
-        with get_client(sync_client=True) as client:
-            return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-
-    deadline = time.monotonic() + timeout
-    runs = read()
-    while not all(r.state and r.state.is_final() for r in runs) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        runs = read()
+    with get_client(sync_client=True) as client:
+        settle(client, [flow_run_id])
+        runs = run_task_runs(client, flow_run_id)
     out: dict[str, list[str]] = {}
     for r in runs:
         out.setdefault(r.name.rsplit("-", 1)[0], []).append(r.state.name)
