@@ -101,10 +101,19 @@ def cli(env: dict[str, str], cwd: Path, *args: str, **kw) -> subprocess.Complete
 
 
 def answers_on_disk() -> set[str]:
+    """The answers kept whole in Prefect's result storage. Prefect writes a record in place, so a process killed
+    mid-write leaves a cut record, which Prefect reads as no record (the call is asked again): not counted."""
     from prefect.settings import get_current_settings
 
     storage = Path(get_current_settings().results.local_storage_path)
-    return {p.name for p in storage.glob("ftprep-answer-*")} if storage.is_dir() else set()
+    kept = set()
+    for path in storage.glob("ftprep-answer-*") if storage.is_dir() else ():
+        try:
+            json.loads(path.read_bytes())
+        except ValueError:
+            continue
+        kept.add(path.name)
+    return kept
 
 
 def test_a_killed_evaluation_reruns_only_the_missing_calls(tmp_path, cli_env, openai_stub, sample_pickle):
