@@ -51,6 +51,7 @@ for _name, _help in (
 
 FLOW_COMMANDS = {"prepare", "fine-tune", "evaluate"}
 SCAN_COMMANDS = {"prepare", "validate"}  # started with a validation process (tasks/scan_child.py)
+UNWIND_SECONDS = 4.5  # after Ctrl-C, the longest the command unwinds (a fine-tune run cancels its job meanwhile)
 EARLY_CHARTS_MAX_BYTES = 64 << 20  # larger datasets: the chart process starts beside their read (see _start_early)
 
 
@@ -144,7 +145,7 @@ def _on_interrupt(signum, frame) -> None:
     _interrupted = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.disable(logging.CRITICAL)  # Prefect's crash report would print tracebacks; the run is marked anyway
-    timer = threading.Timer(4.5, _exit_now, (130, INTERRUPTED))  # if unwinding hangs (a thread in a request)
+    timer = threading.Timer(UNWIND_SECONDS, _exit_now, (130, INTERRUPTED))  # if unwinding hangs (a thread in a request)
     timer.daemon = True
     timer.start()
     raise KeyboardInterrupt
