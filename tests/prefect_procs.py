@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+PORT_ATTEMPTS = 3  # a port found free may be taken before the server binds it (another worker, a connection)
+
+
+def port_taken(log: Path) -> bool:
+    """The server whose output is ``log`` stopped because its port was taken meanwhile: start it on another."""
+    return re.search(r"address already in use|port \d+ is (already )?in use", tail(log).lower()) is not None
 
 
 @contextmanager
@@ -158,22 +167,26 @@ def prefect_server(home: Path, log: Path, timeout: float = 120, database_url: st
     request denied a global concurrency slot that asks again within a second (the server's default allows up to
     30 s), and ``extra_env``. The server is stopped when the context ends.
     """
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PREFECT_"))}
-    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PWD=str(ROOT),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
-               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
-               PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="1", **extra_env)
-    server_env = dict(env, PREFECT_API_DATABASE_CONNECTION_URL=database_url) if database_url else env
     if not database_url:
         seed_database(home / "prefect.db")  # Prefect's default database in PREFECT_HOME, already migrated
-    with process([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env,
-                 log) as server:
-        wait_until(lambda: healthy(api) or server.poll() is not None, timeout, "prefect server")
-        if server.poll() is not None:
-            raise RuntimeError(f"prefect server exited with status {server.returncode}:\n{tail(log)}")
-        yield env
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        api = f"http://127.0.0.1:{port}/api"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PREFECT_"))}
+        env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PWD=str(ROOT),
+                   PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+                   PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
+                   PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="1", **extra_env)
+        server_env = dict(env, PREFECT_API_DATABASE_CONNECTION_URL=database_url) if database_url else env
+        with process([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env,
+                     log) as server:
+            wait_until(lambda api=api: healthy(api) or server.poll() is not None, timeout, "prefect server")
+            if server.poll() is not None:
+                if attempt < PORT_ATTEMPTS and port_taken(log):
+                    continue
+                raise RuntimeError(f"prefect server exited with status {server.returncode}:\n{tail(log)}")
+            yield env
+            return
 
 
 def prefect(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
