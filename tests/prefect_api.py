@@ -122,12 +122,14 @@ def _missing(client: Any, flow_run_ids: Iterable[UUID]) -> list[str]:
     return missing
 
 
-def settle(client: Any, flow_run_ids: Iterable[UUID], timeout: float = 60) -> None:
-    """Return once the server holds everything about these finished flow runs (started from this process):
-    all their logs, every task run with its final state, and the final-state events of the runs."""
+def settle(client: Any, flow_run_ids: Iterable[UUID], timeout: float = 60, here: bool = True) -> None:
+    """Return once the server holds everything about these finished flow runs: all their logs, every task run
+    with its final state, and the final-state events of the runs. ``here``: the runs ran in this process, whose
+    log and event workers are drained first (False for runs of a worker or another command)."""
     flow_run_ids = list(flow_run_ids)
-    APILogWorker.drain_all(timeout=timeout)  # blocks until the log worker has sent every log made so far
-    EventsWorker.drain_all(timeout=timeout)  # blocks until every event made so far is sent
+    if here:
+        APILogWorker.drain_all(timeout=timeout)  # blocks until the log worker has sent every log made so far
+        EventsWorker.drain_all(timeout=timeout)  # blocks until every event made so far is sent
     deadline = time.monotonic() + timeout
     while missing := _missing(client, flow_run_ids):
         if time.monotonic() > deadline:

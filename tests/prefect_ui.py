@@ -51,8 +51,9 @@ def missing() -> str | None:
 @contextmanager
 def browser_page() -> Iterator[Page]:
     """A page in a fresh headless Chromium (closed, with its helper processes, when the context ends)."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=TIMEOUT_MS)  # assertions too, not only actions (their own default is 5 s)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:

@@ -54,7 +54,7 @@ def test_deployment_runs_from_the_api_with_retry_history(tmp_path, server_env, o
 
         state = wait_until(finished, 240, "the flow run", interval=1)
         assert state.is_completed(), (state.message, tail(worker_log))
-        settle(client, [flow_run.id])  # task runs' final states reach the server as events, after the flow's
+        settle(client, [flow_run.id], here=False)  # task runs' final states reach the server after the flow's
 
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
         uploads = [t for t in task_runs if t.name.startswith("upload")]
@@ -139,7 +139,9 @@ def test_cancelling_one_of_two_runs_cancels_exactly_its_job(tmp_path, server_env
         wait_until(lambda: status(b_file.id) == "cancelled", 60, "B's job to be cancelled once C stopped")
         assert wait_until(lambda: hook_line(run_b), 60, "run B's hook line") == (
             f"flow run cancelled: cancelled fine-tuning job {b_job} (now cancelled)")
-        assert all(client.read_variable_by_name(f"ftprep-run-job-{r}") is None for r in (run_a, run_b, run_c))
+        # the hook logs its line, then drops the run's record: wait for the drop
+        assert wait_until(lambda: all(client.read_variable_by_name(f"ftprep-run-job-{r}") is None
+                                      for r in (run_a, run_b, run_c)), 30, "the runs' job records to be dropped")
     for file_id in (a_file.id, b_file.id):
         job_id = job_of(file_id)["id"]
         assert openai_stub.count("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel", exact=True) == 1

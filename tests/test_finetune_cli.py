@@ -40,8 +40,9 @@ def finish(proc: subprocess.Popen, timeout: float = 180) -> int:
 
 def test_two_runs_started_together_leave_one_job(tmp_path, env, openai_stub):
     training = openai_stub.seed_file("train.jsonl", TRAIN)
-    # Creation takes 10 s: both runs look before either job exists, and both create one.
-    openai_stub.inject("POST", "/v1/fine_tuning/jobs", "delay", times=None, seconds=10)
+    # Each creation is held until both runs' have arrived (at most 30 s): both runs looked before either job
+    # existed, and both create one, however far apart a loaded machine starts them.
+    openai_stub.inject("POST", "/v1/fine_tuning/jobs", "delay", times=2, together=2, seconds=30)
     args = ["--training-file", training.id, "--suffix", "race", "--poll-seconds", "0.2"]
     runs = [start(args, env, tmp_path, f"run{i}") for i in range(2)]
     codes = [finish(proc) for proc, _, _ in runs]

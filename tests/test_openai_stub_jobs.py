@@ -364,6 +364,8 @@ def test_max_in_flight_counts_the_requests_held_at_once(openai_stub, client):
     ask()
     assert openai_stub.max_in_flight() == 1
     openai_stub.reset_records()
+    openai_stub.clear_faults()  # each request is held until all three are in (at most 10 s): they surely overlap
+    openai_stub.inject("POST", "/v1/chat/completions", "delay", times=3, together=3, seconds=10)
     threads = [threading.Thread(target=ask) for _ in range(3)]
     for t in threads:
         t.start()

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.prefect_api import client_of
+from tests.prefect_api import client_of, settle
 from tests.prefect_procs import prefect, prefect_server, tail, wait_until, worker
 from tests.prefect_ui import (
     RETRY_LINE,
@@ -67,7 +67,8 @@ def test_custom_run_from_the_ui(tmp_path, openai_stub, sample_pickle):
             file_ids = {f.id for f in openai_stub.files_for("fine-tune")}
             assert len(file_ids) == 2
 
-            # Its task runs: one of each step, two uploads.
+            # Its task runs: one of each step, two uploads (their final states reach the server after the flow's).
+            settle(client, [flow_run_id], here=False)
             panel = flow_run_tab(page, ui, flow_run_id, "Task Runs")
             for name in TASKS:
                 expect(panel.get_by_text(re.compile(rf"^{name}-"))).to_have_count(1)

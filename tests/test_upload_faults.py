@@ -151,10 +151,11 @@ def test_timeout_after_the_server_stored_the_file(openai_env, jsonl, task_log):
 def test_copy_stored_late_by_a_timed_out_request_is_removed(openai_env, jsonl):
     path, sha = jsonl
     short = client_for(openai_env, timeout=0.3)
-    # The server holds the first request for 0.8 s and only then stores it, long after the client gave up and
-    # sent it again; the late copy shows up while the second one is being processed, and is deleted.
-    openai_env.inject("POST", FILES, "delay", seconds=0.8)
-    openai_env.processing_polls = 3
+    # The server holds the first request for 2 s and only then stores it, long after the client gave up (0.3 s)
+    # and sent it again (about 0.7 s); the late copy shows up while the second one is being processed (its polls
+    # back off 0.3, 0.6, 1.2, 2.4 s), and is deleted.
+    openai_env.inject("POST", FILES, "delay", seconds=2.0)
+    openai_env.processing_polls = 4
     remote = run_task(short, path, sha, policy=UploadPolicy(backoff_seconds=0.3, processing_timeout=10))
     assert openai_env.count("POST", FILES, exact=True) == 2
     assert one_remote_copy(openai_env, path, sha).id == remote.id and not remote.reused
