@@ -201,8 +201,8 @@ def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordSto
             if done == role_total or now - last[0] >= 5:  # a log line every 5 s at most
                 last[0] = now
                 overall = 100 * (offsets[role] + done) / total
-                logger.info("Writing %s examples: %s of %s (%.0f%% of all)", role, f"{done:,}", f"{role_total:,}",
-                            overall)
+                logger.info("Writing %s examples: %s of %s; all files: %s of %s (%.0f%%)", role, f"{done:,}",
+                            f"{role_total:,}", f"{offsets[role] + done:,}", f"{total:,}", overall)
                 if artifact:
                     update_progress_artifact(artifact[0], overall)
             if not artifact and now - started >= PROGRESS_AFTER:

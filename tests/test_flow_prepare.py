@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -195,10 +196,21 @@ def test_only_a_long_write_makes_a_progress_artifact(tmp_path, monkeypatch, samp
     prepare(data=str(sample_pickle), out=str(tmp_path / "short"), upload=False, project="progress-short")
     assert progress_artifacts("progress-short") == []
     monkeypatch.setattr(tasks.write, "PROGRESS_AFTER", 0.0)  # every write is "long"
-    prepare(data=str(sample_pickle), out=str(tmp_path / "long"), upload=False, project="progress-long",
-            split=SplitConfig(train_size=300, validation_size=20))
+    lines: list[str] = []
+    collect = logging.Handler(level=logging.INFO)
+    collect.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("prefect.task_runs").addHandler(collect)  # (run loggers do not reach caplog)
+    try:
+        prepare(data=str(sample_pickle), out=str(tmp_path / "long"), upload=False, project="progress-long",
+                split=SplitConfig(train_size=300, validation_size=20))
+    finally:
+        logging.getLogger("prefect.task_runs").removeHandler(collect)
     (artifact,) = progress_artifacts("progress-long")
     assert artifact.type == "progress" and float(artifact.data) == 100.0
+    # the log lines say each file's count and all files' (validation is written first)
+    assert [line for line in lines if line.startswith("Writing ")] == [
+        "Writing validation examples: 20 of 20; all files: 20 of 320 (6%)",
+        "Writing train examples: 300 of 300; all files: 320 of 320 (100%)"]
 
 
 def test_a_hung_chart_process_costs_the_run_its_pictures_not_its_files(tmp_path, monkeypatch, sample_pickle):
