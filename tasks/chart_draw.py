@@ -37,10 +37,19 @@ def _matplotlib():
     return plt
 
 
+# margins in inches around a row of axes: room for the title, the tick labels (counts up to six digits) and the
+# axis labels; fixed, because tight_layout measures every text first, a third of a chart's drawing time
+LEFT, RIGHT, BOTTOM, TOP, GAP = 0.95, 0.2, 0.6, 0.4, 1.15
+
+
 def _png(fig: Any) -> bytes:
     plt = _matplotlib()
     buffer = io.BytesIO()
-    fig.tight_layout()
+    width, height = fig.get_size_inches()
+    n = len(fig.axes)
+    axis = (width - LEFT - RIGHT - (n - 1) * GAP) / n
+    fig.subplots_adjust(left=LEFT / width, right=1 - RIGHT / width, bottom=BOTTOM / height, top=1 - TOP / height,
+                        wspace=GAP / axis)
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
