@@ -76,3 +76,34 @@ def test_the_command_starts_the_chart_process_early_only_for_small_datasets(tmp_
         scan_child.stop()
         for painter in started:
             chart_draw._stop(painter._child)
+
+
+def test_the_fixed_margins_keep_every_label_in_the_picture_and_off_the_next_chart(monkeypatch):
+    """The charts are laid out with fixed margins (no tight_layout): six-digit counts, two files side by side, a
+    long title and a target chart still fit, each text inside the figure and clear of its neighbour's axes."""
+    from tasks import chart_draw
+
+    figures = []
+    original = chart_draw._png
+    monkeypatch.setattr(chart_draw, "_png", lambda fig: figures.append(fig) or original(fig))
+    histogram = [[80 + 5 * i, 450_000 + i] for i in range(40)]
+    files = [{"role": role, "examples": n, "median": 158, "histogram": histogram}
+             for role, n in (("validation", 2_000_000), ("train", 18_000_000))]
+    charts = chart_draw.draw(files, [0.5, 999_999.0] * 10, "list_price")
+    assert set(charts) == {chart_draw.TOKENS, TARGETS} and len(figures) == 2
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    for fig in figures:
+        renderer = FigureCanvasAgg(fig).get_renderer()  # (a closed figure has lost its own canvas)
+        box = fig.bbox
+        for i, ax in enumerate(fig.axes):
+            (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+            ticks = [t for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1]  # the ones drawn
+            ticks += [t for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1]
+            texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ticks]
+            for text in (t for t in texts if t.get_text()):
+                extent = text.get_window_extent(renderer)
+                assert box.x0 <= extent.x0 and extent.x1 <= box.x1, text.get_text()
+                assert box.y0 <= extent.y0 and extent.y1 <= box.y1, text.get_text()
+                if i:  # this chart's labels stay clear of the chart to its left
+                    assert extent.x0 > fig.axes[i - 1].get_window_extent(renderer).x1, text.get_text()
