@@ -47,6 +47,24 @@ def port_taken(log: Path) -> bool:
 
 
 @contextmanager
+def serve_on_free_port(start: Callable[[int], tuple[list[str], dict[str, str]]], ready: Callable[[int], bool],
+                       log: Path, timeout: float, what: str) -> Iterator[int]:
+    """Run the server ``start(port)`` gives (its command and environment) on a free port until ``ready(port)``;
+    yield the port. Started again on another port when its own was taken before it bound it."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        args, env = start(port)
+        with process(args, env, log) as proc:
+            wait_until(lambda port=port: ready(port) or proc.poll() is not None, timeout, what)
+            if proc.poll() is not None:
+                if attempt < PORT_ATTEMPTS and port_taken(log):
+                    continue
+                raise RuntimeError(f"{what} exited with status {proc.returncode}:\n{tail(log)}")
+            yield port
+            return
+
+
+@contextmanager
 def process(args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
     """Run ``args`` with stdout and stderr to ``log``; on exit SIGTERM its process group (SIGKILL after 20 s)."""
     with open(log, "wb") as out:
@@ -169,24 +187,23 @@ def prefect_server(home: Path, log: Path, timeout: float = 120, database_url: st
     """
     if not database_url:
         seed_database(home / "prefect.db")  # Prefect's default database in PREFECT_HOME, already migrated
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        port = free_port()
-        api = f"http://127.0.0.1:{port}/api"
+
+    def env_for(port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PREFECT_"))}
-        env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PWD=str(ROOT),
+        env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"http://127.0.0.1:{port}/api", PWD=str(ROOT),
                    PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
                    PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
                    PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="1", **extra_env)
+        return env
+
+    def start(port: int) -> tuple[list[str], dict[str, str]]:
+        env = env_for(port)
         server_env = dict(env, PREFECT_API_DATABASE_CONNECTION_URL=database_url) if database_url else env
-        with process([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env,
-                     log) as server:
-            wait_until(lambda api=api: healthy(api) or server.poll() is not None, timeout, "prefect server")
-            if server.poll() is not None:
-                if attempt < PORT_ATTEMPTS and port_taken(log):
-                    continue
-                raise RuntimeError(f"prefect server exited with status {server.returncode}:\n{tail(log)}")
-            yield env
-            return
+        return [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env
+
+    with serve_on_free_port(start, lambda port: healthy(f"http://127.0.0.1:{port}/api"), log, timeout,
+                            "prefect server") as port:
+        yield env_for(port)
 
 
 def prefect(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

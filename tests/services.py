@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.prefect_procs import PORT_ATTEMPTS, free_port, port_taken, prefect_server, process, tail, wait_until
+from tests.prefect_procs import free_port, prefect_server, serve_on_free_port, tail
 
 
 class Unavailable(RuntimeError):
@@ -222,15 +222,9 @@ def s3_server(log: Path, timeout: float = 60) -> Iterator[S3]:
     except ImportError:
         raise Unavailable("moto's server mode not installed: pip install 'moto[server]' (the dev extra)") from None
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        port = free_port()
+    with serve_on_free_port(lambda port: ([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                          env),
+                            lambda port: _answers(f"http://127.0.0.1:{port}"), log, timeout,
+                            "the moto S3 server") as port:
         endpoint = f"http://127.0.0.1:{port}"
-        with process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env, log) as proc:
-            wait_until(lambda endpoint=endpoint: _answers(endpoint) or proc.poll() is not None, timeout,
-                       "the moto S3 server")
-            if proc.poll() is not None:
-                if attempt < PORT_ATTEMPTS and port_taken(log):
-                    continue
-                raise RuntimeError(f"moto server exited with status {proc.returncode}:\n{tail(log)}")
-            yield S3(endpoint, {"AWS_ENDPOINT_URL": endpoint, **S3_CREDENTIALS})
-            return
+        yield S3(endpoint, {"AWS_ENDPOINT_URL": endpoint, **S3_CREDENTIALS})
