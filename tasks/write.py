@@ -196,18 +196,18 @@ def write_files(plan: SplitPlan, fmt: FormatPlan, out_dir: str, store: RecordSto
     with bar("writing examples", total) as show:
 
         def progress(role: str, done: int, role_total: int) -> None:
-            show(offsets[role] + done)
+            written = offsets[role] + done  # of all files
+            show(written)
             now = time.perf_counter()
             if done == role_total or now - last[0] >= 5:  # a log line every 5 s at most
                 last[0] = now
-                overall = 100 * (offsets[role] + done) / total
                 logger.info("Writing %s examples: %s of %s; all files: %s of %s (%.0f%%)", role, f"{done:,}",
-                            f"{role_total:,}", f"{offsets[role] + done:,}", f"{total:,}", overall)
+                            f"{role_total:,}", f"{written:,}", f"{total:,}", 100 * written / total)
                 if artifact:
-                    update_progress_artifact(artifact[0], overall)
+                    update_progress_artifact(artifact[0], 100 * written / total)
             if not artifact and now - started >= PROGRESS_AFTER:
                 artifact.append(create_progress_artifact(
-                    100 * (offsets[role] + done) / total, key=artifact_key(ARTIFACT_WRITE_PROGRESS, project),
+                    100 * written / total, key=artifact_key(ARTIFACT_WRITE_PROGRESS, project),
                     description=f"Formatting and writing {total:,} examples"))
 
         try:  # the validation process checks the training file as it is written, if the command started one

@@ -222,9 +222,11 @@ def s3_server(log: Path, timeout: float = 60) -> Iterator[S3]:
     except ImportError:
         raise Unavailable("moto's server mode not installed: pip install 'moto[server]' (the dev extra)") from None
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with serve_on_free_port(lambda port: ([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                          env),
-                            lambda port: _answers(f"http://127.0.0.1:{port}"), log, timeout,
+
+    def start(port: int) -> tuple[list[str], dict[str, str]]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env
+
+    with serve_on_free_port(start, lambda port: _answers(f"http://127.0.0.1:{port}"), log, timeout,
                             "the moto S3 server") as port:
         endpoint = f"http://127.0.0.1:{port}"
         yield S3(endpoint, {"AWS_ENDPOINT_URL": endpoint, **S3_CREDENTIALS})
