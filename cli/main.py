@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from cli import INTERRUPTED
 from ftprep import __version__
-from ftprep.children import interrupt_again_if_forking, track_forks
+from ftprep.children import interrupt_again_if_unsafe, resend_lost_interrupts, track_forks
 from ftprep.errors import FtprepError
 
 app = App(
@@ -139,15 +139,16 @@ _interrupted = False  # Ctrl-C was pressed: whatever error it surfaces as (a lib
 
 def _on_interrupt(signum, frame) -> None:
     """First Ctrl-C: stop within seconds with one line; a second Ctrl-C adds nothing."""
-    if interrupt_again_if_forking():  # a helper being started: raised in an at-fork hook, it would be lost
+    if interrupt_again_if_unsafe(frame):  # a helper being started, a C extension starting: see there
         return
     global _interrupted
-    _interrupted = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.disable(logging.CRITICAL)  # Prefect's crash report would print tracebacks; the run is marked anyway
-    timer = threading.Timer(UNWIND_SECONDS, _exit_now, (130, INTERRUPTED))  # if unwinding hangs (a thread in a request)
-    timer.daemon = True
-    timer.start()
+    if not _interrupted:  # not the Ctrl-C sent again after one was lost (see resend_lost_interrupts)
+        _interrupted = True
+        logging.disable(logging.CRITICAL)  # Prefect's crash report would print tracebacks; the run is marked anyway
+        timer = threading.Timer(UNWIND_SECONDS, _exit_now, (130, INTERRUPTED))  # if unwinding hangs (a request)
+        timer.daemon = True
+        timer.start()
     raise KeyboardInterrupt
 
 
@@ -293,6 +294,7 @@ def run() -> None:
     atexit.register(_leave_without_teardown)  # before Prefect registers its own: it runs after them
     track_forks()  # after logging's at-fork hooks (imported above), before the helpers' forks
     signal.signal(signal.SIGINT, _on_interrupt)
+    resend_lost_interrupts(_on_interrupt)
     try:
         try:
             _start_early(sys.argv[1:])

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 # What any child needs to run: the program path, home, locale, temporary folder and certificates.
@@ -122,8 +123,10 @@ def preexec(helper: bool = False) -> Callable[[], None] | None:
     return child
 
 
-# ------------------------------------------------------------------- a Ctrl-C handler that meets a fork
+# --------------------------------------------- a Ctrl-C handler that meets a fork or a C extension's start
 _forking = False  # inside os.fork, from its first at-fork hook to its last (see track_forks)
+_EXTENSION_STEPS = ("create_module", "exec_module")  # ExtensionFileLoader's: a C extension module's init runs there
+_IMPORTLIB = "<frozen importlib._bootstrap_external>"
 
 
 def _fork_begins() -> None:
@@ -138,18 +141,59 @@ def _fork_ends() -> None:
 
 def track_forks() -> None:
     """Mark the span of every later ``os.fork`` of this process (a helper or a worker being started), for
-    :func:`interrupt_again_if_forking`. Call it once, after the imports whose at-fork hooks it must span: registered
+    :func:`interrupt_again_if_unsafe`. Call it once, after the imports whose at-fork hooks it must span: registered
     last, its "before" runs first and its "after"s last."""
     os.register_at_fork(before=_fork_begins, after_in_parent=_fork_ends, after_in_child=_fork_ends)
 
 
-def interrupt_again_if_forking() -> bool:
-    """For a SIGINT handler that raises KeyboardInterrupt: inside a fork's at-fork hooks an exception is only
-    printed, with a traceback ("Exception ignored in: <function _releaseLock ...>"), and lost. There, send the
-    Ctrl-C again 10 ms later, when the fork is over, and return True: the handler then returns at once."""
-    if not _forking:
+def in_extension_init(frame: FrameType | None) -> bool:
+    """Is ``frame`` (a signal handler's) inside a C extension module's initialization, or in Python code that
+    initialization called (the modules it imports)?"""
+    from importlib.machinery import ExtensionFileLoader
+
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in _EXTENSION_STEPS and code.co_filename == _IMPORTLIB \
+                and isinstance(frame.f_locals.get("self"), ExtensionFileLoader):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def interrupt_again_if_unsafe(frame: FrameType | None) -> bool:
+    """For a SIGINT handler that raises KeyboardInterrupt, called with the handler's ``frame``: where an exception
+    would be lost or fatal, send the Ctrl-C again 10 ms later and return True (the handler then returns at once).
+
+    * Inside a fork's at-fork hooks an exception is only printed, with a traceback ("Exception ignored in:
+      <function _releaseLock ...>"), and lost.
+    * Inside a C extension module's initialization, an import it makes fails with it, and an extension that
+      assumes its imports succeed crashes: orjson's (imported by ftprep/tokens.py) dies with SIGSEGV.
+    Either is over within milliseconds; a longer one is met again and waited for again."""
+    if not (_forking or in_extension_init(frame)):
         return False
+    _interrupt_again()
+    return True
+
+
+def _interrupt_again() -> None:
     again = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
     again.daemon = True
     again.start()
-    return True
+
+
+def resend_lost_interrupts(handler: Callable[[int, FrameType | None], Any]) -> None:
+    """Where Python can only print an exception and drop it ("Exception ignored in: ..."; a finalizer, a callback
+    of C code), a KeyboardInterrupt that ``handler`` raised there is not printed: ``handler`` is set again (it may
+    have ignored later Ctrl-Cs) and the Ctrl-C comes again 10 ms later. Other such exceptions are printed as
+    before. Call it from the main thread, where the handler is set."""
+    printed = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            printed(unraisable)
+            return
+        if threading.current_thread() is threading.main_thread():  # where the handler raised it
+            signal.signal(signal.SIGINT, handler)
+        _interrupt_again()
+
+    sys.unraisablehook = hook

@@ -256,10 +256,9 @@ def current(files: list[tuple[Path | str, str]] | None = None) -> Scanner | None
 # ------------------------------------------------------------------------------------------- the child
 def _interrupted(signum, frame) -> None:
     """Ctrl-C passed on by the command: unwind (the progress bar cleared), and in any case be gone within a second,
-    whatever the unwinding meets (a lock a killed worker held). Not inside a fork's at-fork hooks: an exception
-    raised there is only printed, with a traceback ("Exception ignored in: <function _releaseLock ...>"), and the
-    scan goes on; the Ctrl-C is sent again 10 ms later, when the fork is over."""
-    if children.interrupt_again_if_forking():
+    whatever the unwinding meets (a lock a killed worker held). Not inside a fork's at-fork hooks or a C
+    extension's start (see :func:`ftprep.children.interrupt_again_if_unsafe`): the Ctrl-C comes again 10 ms later."""
+    if children.interrupt_again_if_unsafe(frame):
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     deadline = threading.Timer(1.0, os._exit, (130,))
@@ -273,6 +272,7 @@ def _serve(encoding: str) -> None:
     os.dup2(2, 1)
     children.track_forks()  # after the imports: it spans every other at-fork hook
     signal.signal(signal.SIGINT, _interrupted)
+    children.resend_lost_interrupts(_interrupted)
     try:
         _answer(out, encoding)
     except BrokenPipeError:  # the command closed its end (it stopped listening, or it went away): nobody to tell

@@ -91,10 +91,10 @@ def test_ctrl_c_in_a_fork_s_at_fork_hooks_is_not_lost():
     """A KeyboardInterrupt raised inside an at-fork hook (logging's, say, while a helper is started) is only printed
     ("Exception ignored in: ...") and lost: the handler sends the Ctrl-C again once the fork is over."""
     code = """import os, signal, subprocess, sys, time
-from ftprep.children import interrupt_again_if_forking, track_forks
+from ftprep.children import interrupt_again_if_unsafe, track_forks
 
 def handler(signum, frame):
-    if interrupt_again_if_forking():
+    if interrupt_again_if_unsafe(frame):
         return
     raise KeyboardInterrupt
 
@@ -111,3 +111,85 @@ except KeyboardInterrupt:
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "interrupted" and "Exception ignored" not in done.stderr, done.stderr
+
+
+CTRL_C_IN_AN_EXTENSION_S_START = """import os, signal, sys, time
+from ftprep.children import interrupt_again_if_unsafe
+
+def handler(signum, frame):
+    if {check} and interrupt_again_if_unsafe(frame):
+        return
+    raise KeyboardInterrupt
+
+class CtrlCWhileOrjsonStarts:  # asked for every module imported: Ctrl-C at the first that orjson's start imports
+    started = sent = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "orjson.orjson":
+            self.started = True
+        elif self.started and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlCWhileOrjsonStarts())
+signal.signal(signal.SIGINT, handler)
+try:
+    import orjson
+    for _ in range(200):  # the Ctrl-C sent again comes within 10 ms
+        time.sleep(0.01)
+    print("lost")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_ctrl_c_while_a_c_extension_starts_waits_for_it_instead_of_crashing_it():
+    """orjson's start (ftprep/tokens.py imports it while the command starts) assumes that its imports succeed: a
+    KeyboardInterrupt raised inside one ends the process with SIGSEGV, no line said. The handler sends the Ctrl-C
+    again once the extension has started. Without that check the same script crashes (asserted, so that the test
+    keeps reproducing what it guards against)."""
+    def run(check: bool) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", CTRL_C_IN_AN_EXTENSION_S_START.format(check=check)],
+                              capture_output=True, text=True, timeout=60)
+
+    done = run(True)
+    assert done.returncode == 0 and done.stdout.strip() == "interrupted", (done.returncode, done.stderr[-2000:])
+    assert run(False).returncode == -signal.SIGSEGV
+
+
+def test_ctrl_c_that_python_could_only_print_and_drop_comes_again_unprinted():
+    """A KeyboardInterrupt raised in a finalizer (or a callback of C code: pydantic's was seen) is printed by Python,
+    with a traceback, and dropped ("Exception ignored in: ..."): the command went on until its watchdog. Now it is
+    not printed and the Ctrl-C comes again, to the same handler, which had set later Ctrl-Cs aside."""
+    code = """import os, signal, sys, time
+from ftprep.children import resend_lost_interrupts
+
+calls = []
+
+def handler(signum, frame):
+    calls.append(signum)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the command's: a second Ctrl-C adds nothing
+    raise KeyboardInterrupt
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while a finalizer runs
+        sum(range(1000))
+
+signal.signal(signal.SIGINT, handler)
+resend_lost_interrupts(handler)
+try:
+    Finalized()
+    for _ in range(200):  # the Ctrl-C sent again comes within 10 ms
+        time.sleep(0.01)
+    print("lost")
+except KeyboardInterrupt:
+    print("interrupted", len(calls))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "interrupted 2", (done.stdout, done.stderr)
+    assert done.stderr == ""
+    without = subprocess.run([sys.executable, "-c", code.replace("resend_lost_interrupts(handler)", "")],
+                             capture_output=True, text=True, timeout=60)
+    assert without.stdout.strip() == "lost" and "Exception ignored in" in without.stderr  # what it guards against
