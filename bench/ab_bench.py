@@ -37,10 +37,13 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="400,000 items, --no-upload (default: 500/50, upload)")
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
+    from bench.scratch import one_folder
     from bench.whole_bench import compile_sources
     from scripts.sample import write_pickle
     from tests.openai_stub import StubOpenAI
     from tests.prefect_procs import prefect_server
+
+    one_folder()
 
     n = 400_000 if args.big else 600
     data = ROOT / "bench" / "out" / f"items-{n}.pkl"

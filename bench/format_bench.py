@@ -101,11 +101,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each side; the best is reported")
     ap.add_argument("--skip-cli", action="store_true", help="skip the whole `ftprep prepare` run")
     args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from bench.scratch import one_folder
+
+    one_folder()
     n_train, n_val = args.n - args.validation, args.validation
     OUT.mkdir(parents=True, exist_ok=True)
     data = OUT / f"items-{args.n}.pkl"
     if not data.exists():
-        sys.path.insert(0, str(ROOT))
         from scripts.sample import write_pickle
 
         t = time.perf_counter()

@@ -29,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.scratch import one_folder  # noqa: E402
+
+one_folder()
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="ftprep-bench-prefect-"))
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken-cache"))
 

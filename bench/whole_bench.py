@@ -241,8 +241,10 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="with --curve or --curve-only: also 2M items")
     ap.add_argument("--everyday-only", action="store_true", help="only the 500/50 job (ftprep, naive port, floor)")
     args = ap.parse_args()
+    from bench.scratch import one_folder
     from tests.prefect_procs import prefect_server
 
+    one_folder()
     compile_sources()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OPENAI_"))}
     os.environ.update(TIKTOKEN_CACHE_DIR=os.environ.get("TIKTOKEN_CACHE_DIR",
