@@ -139,17 +139,24 @@ _interrupted = False  # Ctrl-C was pressed: whatever error it surfaces as (a lib
 
 def _on_interrupt(signum, frame) -> None:
     """First Ctrl-C: stop within seconds with one line; a second Ctrl-C adds nothing."""
-    if interrupt_again_if_unsafe(frame):  # a helper being started, a C extension starting: see there
-        return
     global _interrupted
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not _interrupted:  # not the Ctrl-C sent again after one was lost (see resend_lost_interrupts)
+    if not _interrupted:  # the user's Ctrl-C, not one sent again (interrupt_again_if_unsafe, resend_lost_interrupts)
         _interrupted = True
         logging.disable(logging.CRITICAL)  # Prefect's crash report would print tracebacks; the run is marked anyway
-        timer = threading.Timer(UNWIND_SECONDS, _exit_now, (130, INTERRUPTED))  # if unwinding hangs (a request)
+        # however long the unwinding (a thread in a request) or the wait for a safe moment below takes
+        timer = threading.Timer(UNWIND_SECONDS, _exit_now, (130, INTERRUPTED))
         timer.daemon = True
         timer.start()
+    if interrupt_again_if_unsafe(frame):  # a helper being started, a C extension starting: see there
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def _interrupted_while_leaving(signum, frame) -> None:
+    """Ctrl-C once the command is done and its exit handlers run (Prefect's logs sent, the temporary server
+    stopped): leave now, with the one line. Raised there, each handler would drop it in turn."""
+    _exit_now(130, INTERRUPTED)
 
 
 def _know_secrets() -> None:
@@ -311,6 +318,7 @@ def run() -> None:
     if code == 130:
         _exit_now(code, None)  # do not wait for threads still inside a request
     _leaving.append(code)
+    signal.signal(signal.SIGINT, _interrupted_while_leaving)
     sys.exit(code)
 
 

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from functools import cache
+from importlib.machinery import ExtensionFileLoader
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -125,8 +126,8 @@ def preexec(helper: bool = False) -> Callable[[], None] | None:
 
 # --------------------------------------------- a Ctrl-C handler that meets a fork or a C extension's start
 _forking = False  # inside os.fork, from its first at-fork hook to its last (see track_forks)
-_EXTENSION_STEPS = ("create_module", "exec_module")  # ExtensionFileLoader's: a C extension module's init runs there
-_IMPORTLIB = "<frozen importlib._bootstrap_external>"
+# where a C extension module's initialization runs (create_module: single-phase init; exec_module: multi-phase)
+_EXTENSION_STEPS = (ExtensionFileLoader.create_module.__code__, ExtensionFileLoader.exec_module.__code__)
 
 
 def _fork_begins() -> None:
@@ -148,13 +149,9 @@ def track_forks() -> None:
 
 def in_extension_init(frame: FrameType | None) -> bool:
     """Is ``frame`` (a signal handler's) inside a C extension module's initialization, or in Python code that
-    initialization called (the modules it imports)?"""
-    from importlib.machinery import ExtensionFileLoader
-
+    initialization called (the modules it imports)? (Not a module built into the interpreter: none needs it.)"""
     while frame is not None:
-        code = frame.f_code
-        if code.co_name in _EXTENSION_STEPS and code.co_filename == _IMPORTLIB \
-                and isinstance(frame.f_locals.get("self"), ExtensionFileLoader):
+        if frame.f_code in _EXTENSION_STEPS:
             return True
         frame = frame.f_back
     return False
@@ -183,17 +180,21 @@ def _interrupt_again() -> None:
 
 def resend_lost_interrupts(handler: Callable[[int, FrameType | None], Any]) -> None:
     """Where Python can only print an exception and drop it ("Exception ignored in: ..."; a finalizer, a callback
-    of C code), a KeyboardInterrupt that ``handler`` raised there is not printed: ``handler`` is set again (it may
-    have ignored later Ctrl-Cs) and the Ctrl-C comes again 10 ms later. Other such exceptions are printed as
-    before. Call it from the main thread, where the handler is set."""
+    of C code), a KeyboardInterrupt that ``handler`` itself raised there is not printed: ``handler`` is set again
+    (it may have set later Ctrl-Cs aside) and the Ctrl-C comes again 10 ms later. Anything else, a library's own
+    KeyboardInterrupt included, is printed as before. Call it from the main thread, where the handler is set."""
     printed = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        tb = unraisable.exc_traceback
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        raised_by_handler = tb is not None and tb.tb_frame.f_code is handler.__code__
+        if not (raised_by_handler and isinstance(unraisable.exc_value, KeyboardInterrupt)
+                and threading.current_thread() is threading.main_thread()):
             printed(unraisable)
             return
-        if threading.current_thread() is threading.main_thread():  # where the handler raised it
-            signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGINT, handler)
         _interrupt_again()
 
     sys.unraisablehook = hook

@@ -258,13 +258,17 @@ def _interrupted(signum, frame) -> None:
     """Ctrl-C passed on by the command: unwind (the progress bar cleared), and in any case be gone within a second,
     whatever the unwinding meets (a lock a killed worker held). Not inside a fork's at-fork hooks or a C
     extension's start (see :func:`ftprep.children.interrupt_again_if_unsafe`): the Ctrl-C comes again 10 ms later."""
+    if not _deadline:  # the first Ctrl-C, not one sent again
+        _deadline.append(threading.Timer(1.0, os._exit, (130,)))
+        _deadline[0].daemon = True
+        _deadline[0].start()
     if children.interrupt_again_if_unsafe(frame):
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    deadline = threading.Timer(1.0, os._exit, (130,))
-    deadline.daemon = True
-    deadline.start()
     raise KeyboardInterrupt
+
+
+_deadline: list[threading.Timer] = []  # started by the first Ctrl-C
 
 
 def _serve(encoding: str) -> None:

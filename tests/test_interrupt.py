@@ -193,3 +193,68 @@ except KeyboardInterrupt:
     without = subprocess.run([sys.executable, "-c", code.replace("resend_lost_interrupts(handler)", "")],
                              capture_output=True, text=True, timeout=60)
     assert without.stdout.strip() == "lost" and "Exception ignored in" in without.stderr  # what it guards against
+
+
+RUN_WITH = """import atexit, os, signal, sys, time
+import cli.main as m
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while a finalizer runs
+        sum(range(1000))
+
+def app(argv):
+{body}
+    return 0
+
+m.app = app  # the command's code, reduced to where the Ctrl-C lands
+sys.argv = ["ftprep", "notify"]
+m.run()
+"""
+
+
+def _run_with(body: str) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", RUN_WITH.format(body=body)], capture_output=True, text=True,
+                          timeout=60)
+    return done, time.monotonic() - started
+
+
+def _one_interrupted_line(done: subprocess.CompletedProcess) -> bool:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    return len(lines) == 1 and lines[0].startswith("interrupted")
+
+
+def test_the_command_s_ctrl_c_lost_in_a_finalizer_still_stops_it_at_once_with_one_line():
+    """The console command's wiring (cli.main.run): the Ctrl-C Python dropped comes again to the command's handler,
+    so the command stops at once, not through its watchdog (UNWIND_SECONDS later), with its one line."""
+    done, took = _run_with("    Finalized()\n    time.sleep(UNWIND + 3)".replace("UNWIND", str(UNWIND_SECONDS)))
+    assert done.returncode == 130 and _one_interrupted_line(done), (done.returncode, done.stderr[-2000:])
+    assert took < UNWIND_SECONDS, f"took {took:.1f} s: the watchdog, not the Ctrl-C, ended it"
+
+
+def test_a_library_s_own_keyboard_interrupt_in_a_finalizer_is_not_taken_for_a_ctrl_c():
+    """Only a KeyboardInterrupt the handler raised is sent again; another one, dropped by Python, is printed as
+    before and the command goes on."""
+    body = ("    class Raises:\n"
+            "        def __del__(self):\n"
+            "            raise KeyboardInterrupt('not from a signal')\n"
+            "    Raises()\n"
+            "    time.sleep(0.3)\n"
+            "    print('went on')")
+    done, _ = _run_with(body)
+    assert done.returncode == 0 and done.stdout.strip() == "went on", (done.returncode, done.stderr[-2000:])
+    assert "Exception ignored in" in done.stderr and "not from a signal" in done.stderr
+
+
+def test_ctrl_c_while_the_command_leaves_ends_it_with_one_line():
+    """A Ctrl-C once the command's work is done, while its exit handlers run (Prefect's logs sent, a temporary
+    server stopped): exit 130 with the one line, at once; raised there, each exit handler would drop it in turn."""
+    body = ("    def late():\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "        time.sleep(3)\n"
+            "        print('left late')\n"
+            "    atexit.register(late)")
+    done, took = _run_with(body)
+    assert done.returncode == 130 and _one_interrupted_line(done), (done.returncode, done.stderr[-2000:])
+    assert "left late" not in done.stdout and took < 2.5, took
