@@ -254,6 +254,9 @@ def current(files: list[tuple[Path | str, str]] | None = None) -> Scanner | None
 
 
 # ------------------------------------------------------------------------------------------- the child
+_deadline: list[threading.Timer] = []  # started by the first Ctrl-C
+
+
 def _interrupted(signum, frame) -> None:
     """Ctrl-C passed on by the command: unwind (the progress bar cleared), and in any case be gone within a second,
     whatever the unwinding meets (a lock a killed worker held). Not inside a fork's at-fork hooks or a C
@@ -266,9 +269,6 @@ def _interrupted(signum, frame) -> None:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
-
-
-_deadline: list[threading.Timer] = []  # started by the first Ctrl-C
 
 
 def _serve(encoding: str) -> None:
