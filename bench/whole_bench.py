@@ -196,7 +196,8 @@ def make_run(rounds: int) -> None:
     from scripts.sample import write_pickle
 
     data = ROOT / "data" / "sample" / "items.pkl"
-    if not data.exists():
+    if not data.exists():  # what `make sample` leaves, on a fresh checkout too
+        data.parent.mkdir(parents=True, exist_ok=True)
         write_pickle(data, 600)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "OPENAI_"))}
     env["PREFECT_HOME"] = home = tempfile.mkdtemp(prefix="ftprep-bench-home-")
