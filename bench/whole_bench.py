@@ -235,8 +235,8 @@ def curve(server_env: dict[str, str], sizes: list[int]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=400_000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--n", type=int, default=400_000, help="items of the big run (default 400,000)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each side, interleaved; the best counts")
     ap.add_argument("--curve", action="store_true", help="also the JSONL streaming curve (100k, 400k)")
     ap.add_argument("--curve-only", action="store_true", help="only the JSONL streaming curve")
     ap.add_argument("--big", action="store_true", help="with --curve or --curve-only: also 2M items")

@@ -147,7 +147,8 @@ def resolve_template(spec: str) -> Template:
                                 "or a .json/.toml template file")
         st = path.stat()
         return _load_template_file(path.resolve(), st.st_size, st.st_mtime_ns)
-    raise TemplateError(f"unknown template {spec!r}; use a preset ({', '.join(PRESETS)}) or a .json/.toml file")
+    raise TemplateError(f"unknown template {spec!r} (--template); use a preset ({', '.join(PRESETS)}) or a .json/.toml "
+                        "file")
 
 
 _Piece = tuple[str, str | None, str]  # literal, field name, format spec

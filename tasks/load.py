@@ -278,7 +278,7 @@ def check_readable(path: Path | str, option: str = "") -> None:
         raise InputError(f"{path} {problem}; give a dataset file (.pkl, .csv, .jsonl or .parquet)"
                          + ("" if problem == "is a directory" else " you can read"))
     if storage.size(path) == 0:
-        raise InputError(f"{path} is empty; give a dataset file with records")
+        raise InputError(f"{path} is empty; give a dataset file with records{' to ' + option if option else ''}")
 
 
 def read_records(path: str | os.PathLike) -> Sequence[Record]:

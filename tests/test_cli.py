@@ -169,7 +169,7 @@ def make_inputs(tmp_path: Path) -> None:
 BAD_INPUTS = [
     (["--data", "missing.pkl"], "missing.pkl does not exist; check the path given to --data"),
     (["--data", "."], "is a directory; give a dataset file"),
-    (["--data", "empty.csv"], "empty.csv is empty; give a dataset file with records"),
+    (["--data", "empty.csv"], "empty.csv is empty; give a dataset file with records to --data"),
     (["--data", "truncated.pkl"], "truncated.pkl is not a readable pickle"),
     (["--data", "evil.pkl"], "refused: pickle tries to call posix.system; nothing was run"),
     (["--data", "data.xlsx"], "unknown file type '.xlsx'"),
@@ -194,7 +194,7 @@ BAD_INPUTS = [
      "cannot be created"),
     (["--data", "items.jsonl", "--train-size", "10", "--validation-size", "10", "--template", "course-summary"],
      "needs field 'summary'"),
-    (["--data", "items.jsonl", "--template", "nope"], "unknown template 'nope'"),
+    (["--data", "items.jsonl", "--template", "nope"], "unknown template 'nope' (--template)"),
     (["--data", "items.jsonl", "--template", "bad.toml"], "template user is invalid"),
     (["--data", "items.jsonl", "--model", "gpt-9"], "unknown model 'gpt-9'"),
     (["--data", "items.jsonl", "--train-offset", "-1"], "--train-offset: Input should be greater than or equal to 0"),

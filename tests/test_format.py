@@ -79,7 +79,7 @@ def test_json_template_file(tmp_path):
 @pytest.mark.parametrize(
     "spec, content, message",
     [
-        ("nope", None, "unknown template 'nope'; use a preset"),
+        ("nope", None, r"unknown template 'nope' \(--template\); use a preset"),
         ("missing.toml", None, "does not exist"),
         ("bad.toml", 'user = "{a"\nassistant = "x"\n', "invalid"),
         ("bad2.toml", 'user = "{a.b}"\nassistant = "x"\n', "not a plain field name"),
