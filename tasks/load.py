@@ -275,8 +275,9 @@ def check_readable(path: Path | str, option: str = "") -> None:
         raise InputError(f"{path} does not exist; check the {'URL' if storage.is_url(path) else 'path'}"
                          f"{' given to ' + option if option else ''}")
     if problem is not None:
-        raise InputError(f"{path} {problem}; give a dataset file (.pkl, .csv, .jsonl or .parquet)"
-                         + ("" if problem == "is a directory" else " you can read"))
+        readable = "" if problem == "is a directory" else " you can read"
+        raise InputError(f"{path} {problem}; give a dataset file (.pkl, .csv, .jsonl or .parquet){readable}"
+                         f"{' to ' + option if option else ''}")
     if storage.size(path) == 0:
         raise InputError(f"{path} is empty; give a dataset file with records{' to ' + option if option else ''}")
 

@@ -34,9 +34,38 @@ def _check_fits(name: str, option: str, start: int, count: int, ref: DatasetRef)
         )
 
 
+TRAIN_SIZE, VALIDATION_SIZE = "split.train_size (--train-size)", "split.validation_size (--validation-size)"
+
+
+def _check_pair_fits(config: SplitConfig, ref: DatasetRef) -> None:
+    """Validation right after training in one dataset: both sizes are checked together, and each way out named
+    is enough on its own (lowering the training size alone to what the dataset holds would only move the error
+    to the validation records)."""
+    offset, train, validation, records = config.train_offset, config.train_size, config.validation_size, ref.records
+    if offset + train + validation <= records:
+        return
+    fixes, room, left = [], records - offset - validation, records - offset - train
+    if room >= MIN_EXAMPLES:
+        fixes.append(f"lower {TRAIN_SIZE} to at most {room:,}")
+    if left >= MIN_EXAMPLES:
+        fixes.append(f"lower {VALIDATION_SIZE} to at most {left:,}")
+    if left >= 0:
+        fixes.append(f"set {VALIDATION_SIZE} to 0 (no validation file)")
+    elif records - offset >= MIN_EXAMPLES:
+        fixes.append(f"set {TRAIN_SIZE} to at most {records - offset:,} and {VALIDATION_SIZE} to 0")
+    else:
+        fixes.append("lower split.train_offset (--train-offset)")
+    raise InputError(f"training and validation need records {offset}..{offset + train + validation - 1} "
+                     f"({train:,} + {validation:,}) but {ref.path} has {records:,}; {'; or '.join(fixes)}")
+
+
 def plan_split(data: DatasetRef, config: SplitConfig, validation_data: DatasetRef | None = None) -> SplitPlan:
     seed = config.seed if config.shuffle else None
-    _check_fits("training", "split.train_size (--train-size)", config.train_offset, config.train_size, data)
+    if config.validation_size and config.validation_offset is None and \
+            (validation_data is None or validation_data.sha256 == data.sha256):
+        _check_fits("training", TRAIN_SIZE, config.train_offset, 0, data)  # too few records for any training
+        _check_pair_fits(config, data)
+    _check_fits("training", TRAIN_SIZE, config.train_offset, config.train_size, data)
     train = Slice(dataset=data, start=config.train_offset, count=config.train_size, seed=seed)
     if config.validation_size == 0:
         return SplitPlan(train=train, validation=None)
@@ -54,7 +83,7 @@ def plan_split(data: DatasetRef, config: SplitConfig, validation_data: DatasetRe
                 f"validation records {start}..{start + config.validation_size - 1} overlap training records "
                 f"{t0}..{t1 - 1}; move split.validation_offset (--validation-offset) past {t1 - 1} or shrink the sizes"
             )
-    _check_fits("validation", "split.validation_size (--validation-size)", start, config.validation_size, source)
+    _check_fits("validation", VALIDATION_SIZE, start, config.validation_size, source)
     return SplitPlan(train=train, validation=Slice(dataset=source, start=start, count=config.validation_size,
                                                     seed=seed))
 

@@ -168,7 +168,7 @@ def make_inputs(tmp_path: Path) -> None:
 # (only failures at upload come after a complete, validated write; everything else leaves no file).
 BAD_INPUTS = [
     (["--data", "missing.pkl"], "missing.pkl does not exist; check the path given to --data"),
-    (["--data", "."], "is a directory; give a dataset file"),
+    (["--data", "."], "is a directory; give a dataset file (.pkl, .csv, .jsonl or .parquet) to --data"),
     (["--data", "empty.csv"], "empty.csv is empty; give a dataset file with records to --data"),
     (["--data", "truncated.pkl"], "truncated.pkl is not a readable pickle"),
     (["--data", "evil.pkl"], "refused: pickle tries to call posix.system; nothing was run"),
@@ -182,7 +182,7 @@ BAD_INPUTS = [
      "record 5: field 'price' is negative (-1.0)"),
     (["--data", "empty-text.jsonl", "--train-size", "10", "--validation-size", "10"],
      "record 6: field 'course_question' is missing"),
-    (["--data", "items.jsonl", "--train-size", "500"], "training needs records 0..499 but"),
+    (["--data", "items.jsonl", "--train-size", "500"], "training and validation need records 0..549 (500 + 50) but"),
     (["--data", "items.jsonl", "--train-size", "0"], "--train-size: Input should be greater than or equal to 10"),
     (["--data", "items.jsonl", "--train-size", "50", "--validation-size", "-2"],
      "--validation-size: Input should be greater than or equal to 0"),

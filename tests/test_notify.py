@@ -89,7 +89,7 @@ def test_failed_or_crashed_prepare_and_fine_tune_runs_post_one_message_each(tmp_
             blocks = [b for b in client.read_block_documents(include_secrets=False) if b.name == NOTIFY_BLOCK]
             assert len(blocks) == 1 and HOOK_SECRET not in str(blocks[0].data)  # the URL is a masked secret
 
-        # A run that fails on an expected error: 20 records, and the default split wants 500 for training.
+        # A run that fails on an expected error: 20 records, and the default split wants 500 + 50.
         data = tmp_path / "few.jsonl"
         prompt = "How much does this cost to the nearest dollar?\n\nThing {}\n\nPrice is $3.00"
         data.write_text("".join(json.dumps({"prompt": prompt.format(i), "price": 3.0 + i}) + "\n" for i in range(20)))

@@ -46,10 +46,10 @@ def test_an_expected_error_is_one_line_without_traceback(tmp_path, monkeypatch, 
     with get_client(sync_client=True) as client:
         settle(client, [state.state_details.flow_run_id])
         logs = [log.message for log in run_logs(client, state.state_details.flow_run_id)]
-    mentions = [m for m in logs if "training needs records 0..899" in m]
+    mentions = [m for m in logs if "training and validation need records 0..909" in m]
     assert len(mentions) == 1, mentions
     assert not [m for m in logs if "Traceback" in m]
-    assert "training needs records 0..899" in state.message
+    assert "training and validation need records 0..909" in state.message
 
 
 def test_the_commands_terminal_drops_prefects_flush_progress_but_not_other_warnings():

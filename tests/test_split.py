@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -50,16 +52,53 @@ def test_zero_validation_size_means_no_validation_file():
 @pytest.mark.parametrize(
     "n, config, message",
     [
-        (100, dict(train_size=500),
+        (100, dict(train_size=500, validation_size=0),
          r"training needs records 0\.\.499 but .* has 100; lower split\.train_size \(--train-size\)"),
-        (520, dict(),
-         r"validation needs records 500\.\.549 but .* has 520; lower split\.validation_size \(--validation-size\)"),
+        (520, dict(train_size=480, validation_size=50, validation_offset=480),
+         r"validation needs records 480\.\.529 but .* has 520; lower split\.validation_size \(--validation-size\)"),
+        (520, dict(), r"training and validation need records 0\.\.549 \(500 \+ 50\) but .* has 520; "),
         (100, dict(train_size=50, validation_size=10, validation_offset=45), "overlap training records 0..49"),
     ],
 )
 def test_requests_larger_than_data_or_overlapping(n, config, message):
     with pytest.raises(InputError, match=message):
         plan_split(ref(n), SplitConfig(**config))
+
+
+_WAYS_OUT = [  # what the error tells the user to do, as the SplitConfig fields it changes
+    (r"lower split\.train_size \(--train-size\) to at most ([\d,]+)$", lambda n: {"train_size": n}),
+    (r"lower split\.validation_size \(--validation-size\) to at most ([\d,]+)$", lambda n: {"validation_size": n}),
+    (r"set split\.validation_size \(--validation-size\) to 0 \(no validation file\)$", lambda: {"validation_size": 0}),
+    (r"set split\.train_size \(--train-size\) to at most ([\d,]+) and split\.validation_size "
+     r"\(--validation-size\) to 0$", lambda n: {"train_size": n, "validation_size": 0}),
+]
+
+
+@pytest.mark.parametrize("n, config", [
+    (600, dict(train_size=1000)),  # training alone is too big: lowering it to 600 would only move the error
+    (600, dict(train_size=560)),
+    (600, dict(train_size=590, train_offset=5)),
+    (520, dict()),
+    (20, dict()),
+    (100, dict(train_size=500)),
+])
+def test_each_way_out_a_too_large_split_names_works_on_its_own(n, config):
+    """Validation follows training in one dataset: both sizes are checked together, and every fix the line names
+    (a list of alternatives) gives a split that fits."""
+    with pytest.raises(InputError) as refused:
+        plan_split(ref(n), SplitConfig(**config))
+    message = str(refused.value)
+    assert "\n" not in message and f"has {n:,}; " in message
+    ways = message.split("; ", 1)[1].split("; or ")
+    assert ways
+    for way in ways:
+        matched = [(m, change) for pattern, change in _WAYS_OUT if (m := re.match(pattern, way))]
+        assert len(matched) == 1, way
+        m, change = matched[0]
+        fixed = dict(config, **change(*(int(g.replace(",", "")) for g in m.groups())))
+        plan = plan_split(ref(n), SplitConfig(**fixed))  # raises if this way out does not work
+        assert plan.train.start + plan.train.count <= n
+        assert plan.validation is None or plan.validation.start + plan.validation.count <= n
 
 
 @pytest.mark.parametrize("field, value", [("train_size", 0), ("train_size", 9), ("validation_size", -1)])
