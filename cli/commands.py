@@ -6,6 +6,7 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
+from cli import emit
 from ftprep import logs, server
 from ftprep.errors import InputError
 from ftprep.openai_models import DEFAULT_MODEL
@@ -47,7 +48,7 @@ def validate(
     if price_per_million is not None and not (math.isfinite(price_per_million) and price_per_million >= 0):
         raise InputError(f"--price-per-million is {price_per_million}: give a price in USD of zero or more")
     report = validate_files(pairs, model=model, price_per_1m=price_per_million, exact_tokens=exact_tokens)
-    print(report.model_dump_json(indent=2) if as_json else render_text(report))
+    emit(report.model_dump_json(indent=2) if as_json else render_text(report))
     return 0 if report.ok else 1
 
 
@@ -72,7 +73,7 @@ def serve(*names: str) -> int:
 
     results.ensure(load_settings().result_storage)  # the shared result storage the served runs load (if set)
     deployments = runner_deployments(names=list(names) or None)
-    print(f"serving {', '.join(d.name for d in deployments)} on {PREFECT_API_URL.value()}: trigger runs from the "
+    emit(f"serving {', '.join(d.name for d in deployments)} on {PREFECT_API_URL.value()}: trigger runs from the "
           "Prefect UI; Ctrl+C stops")
     prefect_serve(*deployments)
     return 0
@@ -105,10 +106,10 @@ def notify(*, webhook_url: Annotated[str | None, Parameter(name="--webhook-url")
                          "run again")
     logs.install()
     done = notification.install(url.strip())
-    print(f"block      {NOTIFY_BLOCK}: {'created' if done.block_created else 'updated'} "
+    emit(f"block      {NOTIFY_BLOCK}: {'created' if done.block_created else 'updated'} "
           f"(posts to {done.destination}/...)")
-    print(f"automation {NOTIFY_AUTOMATION}: {'created' if done.automation_created else 'updated'} "
+    emit(f"automation {NOTIFY_AUTOMATION}: {'created' if done.automation_created else 'updated'} "
           f"({done.automation_id})")
-    print(f"a failed or crashed {' or '.join(NOTIFY_FLOWS)} run now posts its error and a link to it; the link "
+    emit(f"a failed or crashed {' or '.join(NOTIFY_FLOWS)} run now posts its error and a link to it; the link "
           "needs PREFECT_UI_URL set where the Prefect server runs")
     return 0

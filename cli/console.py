@@ -11,12 +11,12 @@ import os
 import signal
 import sys
 
-from cli import INTERRUPTED
+from cli import interrupted
 
 
 def _before_the_command(signum, frame) -> None:
     try:
-        sys.stderr.write(INTERRUPTED + "\n")
+        sys.stderr.write(interrupted(sys.argv[1] if len(sys.argv) > 1 else None) + "\n")
         sys.stderr.flush()
     finally:
         os._exit(130)

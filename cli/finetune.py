@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from cli import emit
 from cli.main import before_flow, command, print_json
 from flows.evaluate import evaluate as evaluate_flow
 from flows.finetune import fine_tune as fine_tune_flow
@@ -14,7 +15,7 @@ def _fine_tune(as_json: bool, **options) -> int:
     result = fine_tune_flow(**options)
     if as_json:
         return print_json(result)
-    print(f"job {result.job_id}: {result.status}; model {result.fine_tuned_model}; "
+    emit(f"job {result.job_id}: {result.status}; model {result.fine_tuned_model}; "
           f"{result.trained_tokens or 0:,} trained tokens{' (existing job reused)' if result.reused else ''}")
     return 0
 
@@ -28,9 +29,9 @@ def _evaluate(as_json: bool, **options) -> int:
     if as_json:
         return print_json(comparison)
     out = options.get("out", "eval")
-    print(f"{comparison.items} items of {comparison.data}; {comparison.baseline}")
-    print(render_text(comparison))
-    print(f"wrote {os.path.join(out, COMPARISON)} and {os.path.join(out, COMPARISON_CHART)}")
+    emit(f"{comparison.items} items of {comparison.data}; {comparison.baseline}")
+    emit(render_text(comparison))
+    emit(f"wrote {os.path.join(out, COMPARISON)} and {os.path.join(out, COMPARISON_CHART)}")
     return 0
 
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from cyclopts import App, CycloptsError, Parameter
 from pydantic import ValidationError
 
-from cli import INTERRUPTED
+from cli import emit, interrupted, stdout_gone
 from ftprep import __version__
 from ftprep.children import interrupt_again_if_unsafe, resend_lost_interrupts, track_forks
 from ftprep.errors import FtprepError
@@ -117,7 +117,7 @@ def print_json(result: Any) -> int:
     """``--json``: the persisted result, redacted, as one JSON document on stdout."""
     from ftprep.redact import redact
 
-    print(redact(result.model_dump_json(indent=2)))
+    emit(redact(result.model_dump_json(indent=2)))
     return 0
 
 
@@ -134,6 +134,7 @@ def _exit_now(code: int, line: str | None) -> None:
     os._exit(code)
 
 
+_command: str | None = None  # the command being run (its Ctrl-C line names what it may leave behind)
 _interrupted = False  # Ctrl-C was pressed: whatever error it surfaces as (a library may wrap it) means "interrupted"
 
 
@@ -144,7 +145,7 @@ def _on_interrupt(signum, frame) -> None:
         _interrupted = True
         logging.disable(logging.CRITICAL)  # Prefect's crash report would print tracebacks; the run is marked anyway
         # however long the unwinding (a thread in a request) or the wait for a safe moment below takes
-        timer = threading.Timer(UNWIND_SECONDS, _exit_now, (130, INTERRUPTED))
+        timer = threading.Timer(UNWIND_SECONDS, _exit_now, (130, interrupted(_command)))
         timer.daemon = True
         timer.start()
     if interrupt_again_if_unsafe(frame):  # a helper being started, a C extension starting: see there
@@ -156,7 +157,7 @@ def _on_interrupt(signum, frame) -> None:
 def _interrupted_while_leaving(signum, frame) -> None:
     """Ctrl-C once the command is done and its exit handlers run (Prefect's logs sent, the temporary server
     stopped): leave now, with the one line. Raised there, each handler would drop it in turn."""
-    _exit_now(130, INTERRUPTED)
+    _exit_now(130, interrupted(_command))
 
 
 def _know_secrets() -> None:
@@ -227,7 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (0 ok, 1 validation failed or a bug, 2 expected error, 130 interrupted)."""
     from ftprep.redact import redact
 
+    global _command
     argv = list(sys.argv[1:] if argv is None else argv)
+    _command = argv[0] if argv else None
     try:
         if argv and argv[0] in FLOW_COMMANDS and not {"-h", "--help"} & set(argv):
             from ftprep import server
@@ -239,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except Exception as e:  # noqa: BLE001 - sorted below: interrupted, a bad option, or a bug
         if _interrupted:  # e.g. pydantic wraps a KeyboardInterrupt raised inside its serializer
-            print(INTERRUPTED, file=sys.stderr)
+            print(interrupted(_command), file=sys.stderr)
             return 130
         if not isinstance(e, (ValidationError, CycloptsError)):
             _know_secrets()  # a bug: its traceback, as Python would print it, through the redaction layer
@@ -259,8 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"ftprep {argv[0]} --help" if argv and not argv[0].startswith("-") else "ftprep --help"
         print(redact(f"error: {text}; see {where}"), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout's reader has gone outside emit() (a help text, say): the output ends there
+        stdout_gone()
+        return 0
     except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
+        print(interrupted(_command), file=sys.stderr)
         return 130
     return code if isinstance(code, int) else 0
 
@@ -296,8 +302,9 @@ def run() -> None:
     expects."""
     import atexit
 
-    global _console
+    global _command, _console
     _console = True
+    _command = sys.argv[1] if len(sys.argv) > 1 else None
     atexit.register(_leave_without_teardown)  # before Prefect registers its own: it runs after them
     track_forks()  # after logging's at-fork hooks (imported above), before the helpers' forks
     signal.signal(signal.SIGINT, _on_interrupt)
@@ -309,11 +316,11 @@ def run() -> None:
         except SystemExit as e:  # cyclopts ends a command that returned its exit code with sys.exit(code)
             code = e.code if isinstance(e.code, int) else 0 if e.code is None else _exit_message(e.code)
         except KeyboardInterrupt:  # while the helpers start, before main() (they end with this process)
-            print(INTERRUPTED, file=sys.stderr)
+            print(interrupted(_command), file=sys.stderr)
             code = 130
         sys.stdout.flush()
-    except BrokenPipeError:  # `ftprep ... --json | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # `ftprep ... | head`: the reader has what it wanted
+        stdout_gone()
         code = 0
     if code == 130:
         _exit_now(code, None)  # do not wait for threads still inside a request

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cli import emit
 from cli.main import before_flow, command, print_json
 from flows.prepare import prepare as prepare_flow
 from ftprep import storage
@@ -49,13 +50,13 @@ def _prepare(as_json: bool, **options) -> int:
     for f in result.files.files():
         remote = result.remote_file(f.role)
         where = f" -> {remote.id} ({'reused' if remote.reused else 'uploaded'})" if remote else ""
-        print(f"{f.role:<10} {result.files.public_path(f.role)}: {f.examples:,} examples, {f.bytes:,} bytes, "
+        emit(f"{f.role:<10} {result.files.public_path(f.role)}: {f.examples:,} examples, {f.bytes:,} bytes, "
               f"sha256 {f.sha256[:16]}{where}")
-    print(f"manifest   {storage.join(result.files.out_dir, 'manifest.json')}")
+    emit(f"manifest   {storage.join(result.files.out_dir, 'manifest.json')}")
     if result.validation is not None:
-        print(render_text(result.validation).splitlines()[-1].replace("valid:", "validation: valid,", 1))
+        emit(render_text(result.validation).splitlines()[-1].replace("valid:", "validation: valid,", 1))
     if result.upload_skipped_reason:
-        print(result.upload_skipped_reason)
+        emit(result.upload_skipped_reason)
     return 0
 
 

@@ -362,6 +362,37 @@ def test_validate_bad_input(tmp_path, case, code, message):
         assert message in proc.stdout and "counted as estimates" in proc.stdout, proc.stdout
 
 
+def chat_lines(n: int, duplicate: bool = False) -> str:
+    lines = [json.dumps({"messages": [{"role": "system", "content": "Price items."},
+                                      {"role": "user", "content": f"Item {i}?"},
+                                      {"role": "assistant", "content": f"Price is ${i}.00"}]}) + "\n" for i in range(n)]
+    return "".join(lines + lines[:1] if duplicate else lines)
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["valid", "invalid"])
+def test_a_reader_that_stops_early_ends_the_output_not_the_command(tmp_path, valid):
+    """``ftprep validate --json FILE | true``: the reader closes the pipe without reading (``head -1`` does after its
+    line). The command's exit status is still the report's (0 valid, 1 invalid), with nothing on stderr (before: a
+    BrokenPipeError traceback and 1)."""
+    path = tmp_path / "examples.jsonl"
+    path.write_text(chat_lines(40, duplicate=not valid))
+    proc = subprocess.Popen([FTPREP, "validate", "--json", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the report, written later, meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == (0 if valid else 1), err
+    assert err == ""
+
+
+def test_the_ctrl_c_line_names_what_the_command_may_leave_behind():
+    from cli import interrupted
+
+    assert interrupted("validate") == "interrupted: stopped; requests in flight were cancelled"
+    assert "a file being uploaded may have been stored" in interrupted("prepare")
+    assert "fine-tuning job" not in interrupted("prepare")
+    assert "a fine-tuning job this run started is cancelled" in interrupted("fine-tune")
+
+
 def test_a_command_leaves_without_teardown_only_after_the_server_has_its_whole_run(tmp_path, cli_env, sample_pickle):
     """The process skips freeing its heap at exit (``cli.main._leave_without_teardown``), but only after Prefect's
     exit handlers have sent every log and event: the server ends up with the run's last lines and states."""
