@@ -104,6 +104,15 @@ def retry_after(exc: BaseException | None, cap: float = 60.0) -> float | None:
     return min(max(seconds, 0.0), cap)
 
 
+def _origin(exc: BaseException) -> str | None:
+    """The scheme, host and port a failed request went to (never its path, query or credentials), if known."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined] - the SDK's errors carry their httpx request
+        return f"{url.scheme}://{url.host}{f':{url.port}' if url.port else ''}"
+    except Exception:  # noqa: BLE001 - no request, or not an httpx one: say nothing of where
+        return None
+
+
 def describe_error(exc: BaseException) -> str:
     """A one-line reason for a failure (status code or error class), with no secret in it."""
     from ftprep.redact import redact
@@ -128,7 +137,9 @@ def describe_error(exc: BaseException) -> str:
         return "timeout (APITimeoutError)"
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
-        return f"connection failed ({type(cause).__name__ if cause else 'APIConnectionError'})"
+        where = _origin(exc)
+        return redact(f"connection{' to ' + where if where else ''} failed "
+                      f"({type(cause).__name__ if cause else 'APIConnectionError'})")
     if isinstance(exc, openai.APIResponseValidationError):
         return f"malformed response ({type(exc).__name__})"
     return redact(" ".join(f"{type(exc).__name__}: {exc}".split()))
@@ -155,8 +166,14 @@ def as_remote_error(what: str, exc: BaseException, attempt: int = 1, total: int 
     if not is_transient(exc):
         return refused(what, exc)
     reason = describe_error(exc)
+    openai = _sdk()
+    unreachable = openai is not None and isinstance(exc, openai.APIConnectionError) and \
+        not isinstance(exc, openai.APITimeoutError)
+    where = _origin(exc) if unreachable else None
+    first = (f"check that {where} is the right address (OPENAI_BASE_URL) and reachable, then run again"
+             if where else "run again later")
     then = ("it will be retried" if attempt < total else
-            f"gave up after {total} attempt{'s' if total > 1 else ''}: run again later, or allow more attempts "
+            f"gave up after {total} attempt{'s' if total > 1 else ''}: {first}, or allow more attempts "
             "with FTPREP_UPLOAD_RETRIES")
     return TransientRemoteError(f"{what} failed (attempt {attempt} of {total}): {reason}; {then}", reason=reason,
                                 retry_after=retry_after(exc))

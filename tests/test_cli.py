@@ -272,7 +272,9 @@ def upload_failure_env(case: str, openai_stub) -> tuple[dict[str, str], str]:
             s.bind(("127.0.0.1", 0))
             url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
         return ({"OPENAI_API_KEY": "sk-test-any", "OPENAI_BASE_URL": url, "FTPREP_UPLOAD_RETRIES": "1",
-                 "FTPREP_RETRY_BASE_SECONDS": "0.05"}, "gave up after 2 attempts")
+                 "FTPREP_RETRY_BASE_SECONDS": "0.05"},
+                f"gave up after 2 attempts: check that {url.removesuffix('/v1')} is the right address "
+                "(OPENAI_BASE_URL)")
     return {"OPENAI_API_KEY": "sk-test-wrong", "OPENAI_BASE_URL": openai_stub.base_url}, "HTTP 401"
 
 

@@ -115,7 +115,7 @@ def test_describe_error_names_status_class_and_server_message(client, openai_env
     openai_env.inject("GET", "/v1/files", "reset")
     with pytest.raises(openai.APIConnectionError) as info:
         client.files.list()
-    assert describe_error(info.value).startswith("connection failed (")
+    assert describe_error(info.value).startswith(f"connection to {openai_env.base_url.rsplit('/', 1)[0]} failed (")
 
 
 def test_malformed_response_is_transient_with_unknown_outcome(client, openai_env):
