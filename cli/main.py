@@ -36,7 +36,7 @@ app = App(
     help_on_error=False,
     suppress_keyboard_interrupt=False,  # a Ctrl-C is main's to report (one line), not a silent exit 130
 )
-for _name, _help in (
+COMMANDS = (
     ("prepare", "Write fine-tuning JSONL files from a dataset, validate them and upload them."),
     ("validate", "Check JSONL fine-tuning files before upload; exit 0 valid, 1 not valid."),
     ("fine-tune", "Start (once) and follow a fine-tuning job on the latest prepared files."),
@@ -44,7 +44,8 @@ for _name, _help in (
     ("serve", "Serve the deployments of prefect.yaml (no work pool or worker needed)."),
     ("notify", "Post to a webhook when a prepare or fine-tune run fails or crashes (creates or updates the "
                "automation)."),
-):
+)
+for _name, _help in COMMANDS:
     _module = {"prepare": "prepare", "fine-tune": "finetune", "evaluate": "finetune"}.get(_name, "commands")
     app.command(f"cli.{_module}:{_name.replace('-', '_')}", name=_name, help=_help)
 
@@ -255,11 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(cause, ValidationError):  # an option outside its range, caught by the typed models
             first = cause.errors()[0]
             command_name = argv[0] if argv else "COMMAND"
-            print(redact(f"error: {_option(first['loc'])}: {first['msg']} (got {first.get('input')!r}); see "
+            argument = getattr(e, "argument", None)  # cyclopts names the option a single-value check refused
+            option = _option(first["loc"]) if first["loc"] or argument is None else argument.name
+            print(redact(f"error: {option}: {first['msg']} (got {first.get('input')!r}); see "
                          f"ftprep {command_name} --help"), file=sys.stderr)
             return 2
         text = " ".join(str(e).split()).rstrip(".")
-        where = f"ftprep {argv[0]} --help" if argv and not argv[0].startswith("-") else "ftprep --help"
+        where = f"ftprep {argv[0]} --help" if argv and argv[0] in dict(COMMANDS) else "ftprep --help"
         print(redact(f"error: {text}; see {where}"), file=sys.stderr)
         return 2
     except BrokenPipeError:  # stdout's reader has gone outside emit() (a help text, say): the output ends there

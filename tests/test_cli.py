@@ -364,6 +364,25 @@ def test_validate_bad_input(tmp_path, case, code, message):
         assert message in proc.stdout and "counted as estimates" in proc.stdout, proc.stdout
 
 
+@pytest.mark.parametrize("args, line", [
+    (["fine-tune", "--max-cost", "-1"], "error: --max-cost: Input should be greater than or equal to 0 (got -1.0)"),
+    (["fine-tune", "--poll-seconds", "-1"], "error: --poll-seconds: Input should be greater than 0 (got -1.0)"),
+    (["fine-tune", "--job-timeout", "0"], "error: --job-timeout: Input should be greater than 0 (got 0.0)"),
+])
+def test_an_option_outside_its_range_is_named(ftprep_main, args, line):
+    """A flow parameter's own constraint (not a settings model's field) names the option it refused."""
+    proc = ftprep_main(args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [f"{line}; see ftprep fine-tune --help"], proc.stderr
+
+
+def test_an_unknown_command_points_to_the_help_that_exists(ftprep_main):
+    proc = ftprep_main(["bogus"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("Available commands: prepare, validate, fine-tune, evaluate, serve, notify; "
+                                        "see ftprep --help"), proc.stderr
+
+
 def chat_lines(n: int, duplicate: bool = False) -> str:
     lines = [json.dumps({"messages": [{"role": "system", "content": "Price items."},
                                       {"role": "user", "content": f"Item {i}?"},
