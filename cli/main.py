@@ -123,7 +123,18 @@ def print_json(result: Any) -> int:
 
 
 def _option(loc: tuple) -> str:
-    return "--" + str(loc[-1]).replace("_", "-") if loc else "an option"
+    """The option of a pydantic error's location: its last field name (a union's branch, such as
+    ``constrained-int``, is not one)."""
+    names = [str(part) for part in loc if str(part).isidentifier()]
+    return "--" + names[-1].replace("_", "-") if names else "an option"
+
+
+def _refusal(errors: list[dict[str, Any]]) -> str:
+    """What the first refused value should have been; for a union (``--epochs``: a number or ``auto``), each way."""
+    first = errors[0]
+    where = _option(first["loc"])
+    ways = [e["msg"] for e in errors if _option(e["loc"]) == where]
+    return ", or ".join([ways[0], *(w[0].lower() + w[1:] for w in ways[1:])])
 
 
 def _exit_now(code: int, line: str | None) -> None:
@@ -254,11 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {cause}", file=sys.stderr)
             return cause.exit_code
         if isinstance(cause, ValidationError):  # an option outside its range, caught by the typed models
-            first = cause.errors()[0]
+            errors = cause.errors()
+            first = errors[0]
             command_name = argv[0] if argv else "COMMAND"
-            argument = getattr(e, "argument", None)  # cyclopts names the option a single-value check refused
-            option = _option(first["loc"]) if first["loc"] or argument is None else argument.name
-            print(redact(f"error: {option}: {first['msg']} (got {first.get('input')!r}); see "
+            argument = getattr(e, "argument", None)  # the option cyclopts was converting, as the user typed it
+            name = getattr(argument, "name", "")
+            option = name if name.startswith("--") else _option(first["loc"])  # "*": a field of a flattened model
+            print(redact(f"error: {option}: {_refusal(errors)} (got {first.get('input')!r}); see "
                          f"ftprep {command_name} --help"), file=sys.stderr)
             return 2
         text = " ".join(str(e).split()).rstrip(".")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ftprep.names import DEFAULT_PROJECT
 from ftprep.numeric import DEFAULT_BOUND
@@ -234,11 +234,19 @@ class FineTuneConfig(_Model):
 
     model: str = Field("gpt-4o-mini-2024-07-18", description="Base model to fine-tune.")
     seed: int | None = Field(42, description="Seed, for a repeatable job.")
-    n_epochs: int | None = Field(1, ge=1, alias="epochs", description="Epochs; empty lets OpenAI choose.")
+    epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1, validation_alias=AliasChoices("epochs", "n_epochs"),
+        description="Epochs, or auto to let OpenAI choose by the file's size (sent as n_epochs).")
     suffix: str | None = Field("pricer", max_length=64, description="Suffix of the fine-tuned model's name.")
     wandb_project: str | None = Field(
         None, description="Weights & Biases project to report to (e.g. gpt-pricer); needs W&B set up in OpenAI."
     )
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _auto(cls, value: object) -> object:
+        """Empty (None: a form left blank, or settings saved before "auto" existed) is "auto"."""
+        return "auto" if value is None or value == "" else value
 
 
 class FineTuneResult(_Model):

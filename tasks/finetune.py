@@ -51,8 +51,8 @@ def job_params(training_file: str, validation_file: str | None, config: FineTune
         params["validation_file"] = validation_file
     if config.seed is not None:
         params["seed"] = config.seed
-    if config.n_epochs is not None:
-        params["hyperparameters"] = {"n_epochs": config.n_epochs}
+    if config.epochs != "auto":  # "auto" sends none: OpenAI chooses (the same job key as before "auto" existed)
+        params["hyperparameters"] = {"n_epochs": config.epochs}
     if config.suffix:
         params["suffix"] = config.suffix
     if config.wandb_project:
@@ -128,7 +128,7 @@ def cost_check(max_cost: float | None, files: dict[str, Any], training_file: str
     except InputError:
         return None, (f"no training price is known for {config.model} to check {limit}; set "
                       "FTPREP_TRAINING_PRICE_PER_1M, or leave the limit out")
-    epochs = config.n_epochs if config.n_epochs is not None else default_epochs(examples)
+    epochs = config.epochs if config.epochs != "auto" else default_epochs(examples)
     cost = round(billable * epochs * price / 1e6, 4)
     estimate = (f"estimated training cost ${cost:,.2f} ({billable:,} billable tokens x {epochs} "
                 f"epoch{'s' if epochs != 1 else ''} x ${price:g} per 1M tokens of {config.model})")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftprep.models import Finding, ValidationReport
+from ftprep.models import Finding, FineTuneConfig, ValidationReport
+
+FINE_TUNE_EPOCHS = FineTuneConfig.model_fields["epochs"].default  # what `ftprep fine-tune` asks for by default
+
+
+def _epochs(n: int | None) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
+def _per_epoch(report: ValidationReport) -> float:
+    return (report.billable_tokens or 0) * (report.price_per_1m_tokens or 0.0) / 1e6
 
 
 def _where(f: Finding) -> str:
@@ -30,10 +40,11 @@ def render_text(report: ValidationReport) -> str:
     if report.tool_token_estimates:
         out.append(f"note: {report.tool_token_estimates}")
     if report.billable_tokens is not None:
-        out.append(f"training: {report.billable_tokens:,} billable tokens x {report.epochs} epochs (OpenAI's "
-                   f"default for this size) at ${report.price_per_1m_tokens:.2f}/1M tokens ({report.model}"
-                   f"{', price as of ' + report.price_as_of if report.price_as_of else ''}) "
-                   f"= about ${report.estimated_cost_usd:,.2f}")
+        out.append(f"training: {report.billable_tokens:,} billable tokens at ${report.price_per_1m_tokens:.2f}/1M "
+                   f"tokens ({report.model}{', price as of ' + report.price_as_of if report.price_as_of else ''}) = "
+                   f"about ${_per_epoch(report):,.2f} an epoch (ftprep fine-tune's default: {_epochs(FINE_TUNE_EPOCHS)}"
+                   f"); x {_epochs(report.epochs)}, OpenAI's default for this size (--epochs auto), = about "
+                   f"${report.estimated_cost_usd:,.2f}")
     for f in report.findings:
         out.append(f"{f.severity}: [{f.code}] {_where(f)}: {f.message}; {f.remedy}")
     verdict = "valid" if report.ok else "NOT valid"
@@ -58,9 +69,10 @@ def render_markdown(report: ValidationReport) -> str:
         out += [f"| {f.severity} | `{f.code}` | {_where(f)} | {f.message} | {f.remedy} |" for f in report.findings]
         out.append("")
     if report.estimated_cost_usd is not None:
-        out.append(f"Estimated training cost: **${report.estimated_cost_usd:,.2f}** "
-                   f"({report.billable_tokens:,} billable tokens x {report.epochs} epochs at "
-                   f"${report.price_per_1m_tokens:.2f}/1M tokens).")
+        out.append(f"Estimated training cost: **${_per_epoch(report):,.2f} an epoch** ({report.billable_tokens:,} "
+                   f"billable tokens at ${report.price_per_1m_tokens:.2f}/1M tokens); ftprep fine-tune's default is "
+                   f"{_epochs(FINE_TUNE_EPOCHS)}. With OpenAI's default for this size (`--epochs auto`), "
+                   f"{_epochs(report.epochs)}: **${report.estimated_cost_usd:,.2f}**.")
     return "\n".join(out)
 
 

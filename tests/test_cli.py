@@ -368,6 +368,8 @@ def test_validate_bad_input(tmp_path, case, code, message):
     (["fine-tune", "--max-cost", "-1"], "error: --max-cost: Input should be greater than or equal to 0 (got -1.0)"),
     (["fine-tune", "--poll-seconds", "-1"], "error: --poll-seconds: Input should be greater than 0 (got -1.0)"),
     (["fine-tune", "--job-timeout", "0"], "error: --job-timeout: Input should be greater than 0 (got 0.0)"),
+    (["fine-tune", "--epochs", "0"],
+     "error: --epochs: Input should be greater than or equal to 1, or input should be 'auto' (got '0')"),
 ])
 def test_an_option_outside_its_range_is_named(ftprep_main, args, line):
     """A flow parameter's own constraint (not a settings model's field) names the option it refused."""

@@ -14,6 +14,7 @@ from flows.evaluate import evaluate
 from flows.finetune import fine_tune
 from flows.prepare import prepare
 from ftprep.models import FineTuneConfig, SplitConfig
+from tasks.finetune import job_params
 from tests.openai_stub import StubOpenAI
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -141,3 +142,16 @@ def test_a_malformed_latest_model_variable_is_one_line(tmp_path, openai_env, res
     assert "Prefect Variable 'ftprep_latest_model'" in state.message, state.message
     assert "prefect variable unset ftprep_latest_model" in state.message and "--model" in state.message
     assert openai_env.requests == []
+
+
+def test_epochs_auto_sends_none_and_empty_or_the_old_name_still_work():
+    """``--epochs auto`` (the UI's form: "auto", or left empty) lets OpenAI choose: no hyperparameters are sent, the
+    same job key as settings saved before "auto" existed (None); ``n_epochs``, OpenAI's name, is still accepted."""
+    auto = job_params("file-t", None, FineTuneConfig(epochs="auto"))
+    assert "hyperparameters" not in auto
+    assert job_params("file-t", None, FineTuneConfig.model_validate({"epochs": None})) == auto
+    old_name = FineTuneConfig.model_validate({"n_epochs": 2})
+    assert job_params("file-t", None, old_name)["hyperparameters"] == {"n_epochs": 2}
+    assert job_params("file-t", None, FineTuneConfig())["hyperparameters"] == {"n_epochs": 1}
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        FineTuneConfig(epochs=0)

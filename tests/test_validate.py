@@ -137,6 +137,13 @@ def test_statistics_epochs_and_cost(tmp_path):
     assert report.epochs == 3 and report.billable_tokens == stats.total == stats.billable
     assert report.estimated_cost_usd == round(stats.total * 3 * 10.0 / 1e6, 4)
     assert [default_epochs(n) for n in (10, 33, 34, 5000, 8334, 100_000)] == [10, 3, 3, 3, 2, 1]
+    # the text names the cost of one epoch (ftprep fine-tune asks for 1 by default) beside OpenAI's default
+    from tasks.validation_report import render_text
+
+    line = next(x for x in render_text(report).splitlines() if x.startswith("training: "))
+    per_epoch = stats.total * 10.0 / 1e6
+    assert f"= about ${per_epoch:,.2f} an epoch (ftprep fine-tune's default: 1 epoch); x 3 epochs, OpenAI's default " \
+           f"for this size (--epochs auto), = about ${report.estimated_cost_usd:,.2f}" in line, line
 
 
 def test_fallback_estimate_when_the_encoding_cannot_be_loaded(tmp_path):
