@@ -13,7 +13,7 @@ from prefect import get_run_logger
 from pydantic import Field
 
 from ftprep import variables
-from ftprep.client import make_client
+from ftprep.client import make_client, require_key
 from ftprep.errors import InputError, Interrupted
 from ftprep.models import FineTuneConfig, FineTuneResult
 from ftprep.names import (
@@ -96,6 +96,7 @@ def fine_tune(
 
     logger = get_run_logger()
     settings = load_settings()
+    require_key(settings)  # first: without a key, nothing below could be done
     project = project_of(project, settings.project)
     latest = latest_files(project)
     if training_file is None:

@@ -91,6 +91,20 @@ def test_fine_tune_without_prepared_files_says_what_to_do(monkeypatch, prefect_s
     assert state.is_failed() and "no training file: run prepare with an API key first" in state.message
 
 
+def test_fine_tune_without_a_key_says_so_first(monkeypatch, prefect_server, openai_env):
+    """No key and latest files from another server: the missing key is what to fix first (it was the server)."""
+    from prefect.variables import Variable
+
+    Variable.set("ftprep_latest_files", {"remote": "https://api.openai.com/v1", "train_file_id": "file-elsewhere"},
+                 overwrite=True)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    state = fine_tune(return_state=True)
+    assert state.is_failed() and state.message.endswith(
+        "OPENAI_API_KEY is not set: put OPENAI_API_KEY=sk-... in the environment or in .env "
+        "(prepare also works without it with --no-upload)"), state.message
+    assert openai_env.jobs == []
+
+
 def test_latest_files_from_another_server_are_not_used(monkeypatch, prefect_server, openai_env):
     from prefect.variables import Variable
 
