@@ -30,6 +30,8 @@ def _evaluate(as_json: bool, **options) -> int:
         return print_json(comparison)
     out = options.get("out", "eval")
     emit(f"{comparison.items} items of {comparison.data}; {comparison.baseline}")
+    if comparison.trained_on:
+        emit(f"warning: {comparison.trained_on}")
     emit(render_text(comparison))
     emit(f"wrote {os.path.join(out, COMPARISON)} and {os.path.join(out, COMPARISON_CHART)}")
     return 0

@@ -20,7 +20,18 @@ from ftprep.results import flow_storage
 from ftprep.settings import load_settings
 from ftprep.steps import flow
 from ftprep.storage import name, normalize
-from tasks.evaluate import baseline, baseline_metrics, estimates_of, job_models, latest_job, predict, score, test_items
+from tasks.evaluate import (
+    baseline,
+    baseline_metrics,
+    estimates_of,
+    job_models,
+    latest_job,
+    predict,
+    prompt_digest,
+    score,
+    test_items,
+    trained_on_note,
+)
 from tasks.evaluation_report import report
 from tasks.format import resolve_template
 from tasks.load import load_dataset, new_store, read_here
@@ -73,11 +84,16 @@ def evaluate(
 
     # the baseline needs the job the models came from: its training file leads to the training prices
     from_job = job if job is not None and job["fine_tuned_model"] in models else None
-    mean, note = (baseline(from_job["training_file"], project) if from_job and from_job.get("training_file") else
-                  (None, "baseline left out: no model in the comparison came from a known fine-tuning job (the "
-                         f"latest one, in Prefect Variable {latest!r}, made "
-                         f"{job['fine_tuned_model'] if job else 'none yet'})"))
+    asked = [prompt_digest(c) for c in conversations]
+    mean, note, seen = (baseline(from_job["training_file"], project, asked)
+                        if from_job and from_job.get("training_file") else
+                        (None, "baseline left out: no model in the comparison came from a known fine-tuning job (the "
+                               f"latest one, in Prefect Variable {latest!r}, made "
+                               f"{job['fine_tuned_model'] if job else 'none yet'})", None))
     logger.info(note)
+    trained_on = trained_on_note(seen, len(conversations), data)
+    if trained_on:
+        logger.warning("%s", trained_on)
 
     rows, panels = [], []
     for model in models:
@@ -94,7 +110,7 @@ def evaluate(
         panels.append(("baseline: training mean", truths, [mean] * len(truths)))
 
     comparison = Comparison(data=data, items=len(truths), sample_seed=sample_seed, rows=tuple(rows),
-                            job_id=from_job.get("job_id") if from_job else None, baseline=note,
+                            job_id=from_job.get("job_id") if from_job else None, baseline=note, trained_on=trained_on,
                             prices_as_of=INFERENCE_PRICES_AS_OF, project=project)
     report(comparison, panels, out, f"{len(truths)} items of {name(data)}; answers from {settings.remote}")
     return comparison

@@ -312,5 +312,6 @@ class Comparison(_Model):
     rows: tuple[EvalMetrics, ...]
     job_id: str | None = None  # the fine-tuning job the models came from, when known
     baseline: str  # what the baseline is, or why it is left out
+    trained_on: str | None = None  # the warning when the fine-tuned model was trained on some of the test items
     prices_as_of: str
     project: str = DEFAULT_PROJECT  # the project whose latest model and files were looked up (ftprep.names)

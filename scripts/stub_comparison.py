@@ -4,7 +4,8 @@ Run from the repository root: ``.venv/bin/python scripts/stub_comparison.py``. I
 when missing (data/sample/items.pkl), then, in a temporary folder with its own PREFECT_HOME (Prefect's
 temporary server) and the OpenAI stub (tests/openai_stub.py) on 127.0.0.1: ``ftprep prepare`` on the sample,
 ``ftprep fine-tune`` (the stub's job), and ``ftprep evaluate`` with no ``--model`` (the fine-tuned model, its
-base and the baseline), printing the comparison table and copying the chart to docs/img/comparison-stub.png.
+base and the baseline) on the sample's 50 held-out items (the records after the 500 training and 50 validation
+ones), printing the comparison table and copying the chart to docs/img/comparison-stub.png.
 The stub's answers are made up: it is told each test item's price and answers it off by a deterministic
 pseudo-random share, up to 25% for a fine-tuned model and up to 60% for a base model, so the figures show
 what the report looks like, not how any OpenAI model does. Needs no network and no API key.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -47,12 +49,14 @@ def main() -> int:
     ftprep = str(Path(sys.executable).parent / "ftprep")
     with tempfile.TemporaryDirectory(prefix="ftprep-comparison-") as tmp, StubOpenAI() as stub:
         stub.chat_reply = made_up
+        held_out = Path(tmp) / "held-out.pkl"  # never trained on: prepare's default split takes records 0..549
+        held_out.write_bytes(pickle.dumps([dict(r) for r in read_records(SAMPLE)[550:]]))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PREFECT_API"))}
         env |= {"PREFECT_HOME": str(Path(tmp) / "prefect"), "OPENAI_API_KEY": stub.api_key,
                 "OPENAI_BASE_URL": stub.base_url, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         for args in (["prepare", "--data", str(SAMPLE), "--out", "out"], ["fine-tune", "--poll-seconds", "0.05"],
-                     ["evaluate", "--data", str(SAMPLE)]):
+                     ["evaluate", "--data", str(held_out), "--n", "50"]):
             done = subprocess.run([ftprep, *args], cwd=tmp, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 print(done.stdout, done.stderr, sep="\n", file=sys.stderr)

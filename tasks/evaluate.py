@@ -19,7 +19,7 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import openai
 import orjson
@@ -38,6 +38,7 @@ from ftprep.records import RecordStore, take
 from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, slot
 from ftprep.steps import task
 from tasks.format import compile_template
+from tasks.validation_line import digest
 
 HIT_DOLLARS, HIT_SHARE = 40.0, 0.2
 NEAR_DOLLARS, NEAR_SHARE = 80.0, 0.4
@@ -113,22 +114,45 @@ def baseline_metrics(name: str, mean: float, truths: Sequence[float]) -> EvalMet
     return metrics(name, truths, [mean] * len(truths)).model_copy(update={"kind": "baseline"})
 
 
-def training_mean(path: str | Path) -> tuple[float, int]:
-    """The mean target value of a chat fine-tuning JSONL file: the first number of each example's assistant
-    answer (the price the model was taught), and how many examples had one."""
-    values = []
+def prompt_digest(messages: Sequence[Mapping[str, Any]]) -> bytes:
+    """What makes a test item the same as a training example: its user messages' text (as validation's leakage
+    check compares a pair's prompts)."""
+    return digest("\x00".join(m["content"] for m in messages if m.get("role") == "user"
+                              and isinstance(m.get("content"), str)).encode())
+
+
+def trained_on_note(seen: int | None, items: int, data: str) -> str | None:
+    """The warning when the fine-tuned model was trained on some of the test items (its scores then overstate it)."""
+    if not seen:
+        return None
+    return (f"{seen:,} of the {items:,} test items of {data} are in the fine-tuned model's training data (the same "
+            "user message): its scores on them overstate it; evaluate on held-out items (a test file of records the "
+            "training split did not take)")
+
+
+class TrainingSet(NamedTuple):
+    mean: float  # the mean target value the model was taught
+    count: int  # examples whose answer holds a number
+    prompts: frozenset[bytes]  # every example's prompt_digest
+
+
+def training_mean(path: str | Path) -> TrainingSet:
+    """The mean target value of a chat fine-tuning JSONL file (the first number of each example's assistant
+    answer: the price the model was taught), how many examples had one, and every example's prompt digest."""
+    values, prompts = [], set()
     with storage.open_read(path) as f:
         for line in f:
             if not line.strip():
                 continue
             messages = orjson.loads(line).get("messages") or []
+            prompts.add(prompt_digest(messages))
             answer = next((m.get("content") for m in reversed(messages) if m.get("role") == "assistant"), None)
             value = parse_price(answer) if isinstance(answer, str) else None
             if value is not None:
                 values.append(value)
     if not values:
         raise InputError(f"{path}: no assistant answer holds a number; the baseline needs the training prices")
-    return sum(values) / len(values), len(values)
+    return TrainingSet(sum(values) / len(values), len(values), frozenset(prompts))
 
 
 def pick(total: int, n: int, seed: int | None) -> list[int]:
@@ -285,10 +309,12 @@ def latest_job(required: bool = True, project: str = DEFAULT_PROJECT) -> dict[st
 
 
 @task(name="baseline", cache_policy=NO_CACHE)
-def baseline(training_file: str, project: str = DEFAULT_PROJECT) -> tuple[float | None, str]:
+def baseline(training_file: str, project: str = DEFAULT_PROJECT,
+             asked: Sequence[bytes] = ()) -> tuple[float | None, str, int | None]:
     """The mean price of the training data behind ``training_file`` (an OpenAI file id), found through the
     project's latest prepare run (Prefect Variable ftprep_latest_files: its file ids, local paths and sha256), or
-    why not."""
+    why not; and how many of the test items (``asked``: their :func:`prompt_digest`) the model was trained on
+    (None: unknown, the training data is not at hand)."""
     from prefect.variables import Variable
 
     name = variable_name(LATEST_FILES, project)
@@ -297,7 +323,7 @@ def baseline(training_file: str, project: str = DEFAULT_PROJECT) -> tuple[float 
     path, digest = files.get("train_path"), files.get("train_sha256")
     if files.get("train_file_id") != training_file:
         return None, (f"baseline left out: the job's training file {training_file} is not the latest prepared one "
-                      f"(Prefect Variable {name!r}), so its prices are not at hand")
+                      f"(Prefect Variable {name!r}), so its prices are not at hand"), None
     try:
         gone = not path or bool(digest and storage.sha256(path) != digest)
     except (OSError, ValueError, InputError):
@@ -305,10 +331,12 @@ def baseline(training_file: str, project: str = DEFAULT_PROJECT) -> tuple[float 
     if gone:
         where = path or "a path the latest prepare run did not record"
         return None, (f"baseline left out: the training file {training_file} was written to {where}, which is gone "
-                      "or changed since; run prepare again")
-    mean, count = training_mean(path)
+                      "or changed since; run prepare again"), None
+    mean, count, prompts = training_mean(path)
     get_run_logger().info("Baseline: the mean training price $%.2f of %s examples in %s", mean, count, path)
-    return mean, f"baseline: the mean training price (${mean:,.2f}) of the {count:,} examples in {training_file}"
+    seen = sum(d in prompts for d in asked)
+    return (mean, f"baseline: the mean training price (${mean:,.2f}) of the {count:,} examples in {training_file}",
+            seen)
 
 
 def job_models(job: dict[str, Any]) -> list[str]:

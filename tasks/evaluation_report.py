@@ -175,7 +175,9 @@ def report(comparison: Comparison, panels: list[tuple[str, list[float], list[flo
         key=artifact_key(ARTIFACT_EVALUATION, comparison.project),
         markdown=redact(f"# Did fine-tuning pay off?\n\n{comparison.items} items of `{comparison.data}`; "
                         f"{comparison.baseline}. Prices as of {comparison.prices_as_of}; ★ marks the best value "
-                        f"of a column.\n\n{render_markdown(comparison)}\n\n")
+                        f"of a column.\n\n"
+                        + (f"> **Warning:** {comparison.trained_on}.\n\n" if comparison.trained_on else "")
+                        + f"{render_markdown(comparison)}\n\n")
         + f"![comparison](data:image/png;base64,{image})\n",
         description=f"Comparison of {len(comparison.rows)} rows",
     )

@@ -10,7 +10,17 @@ import pytest
 from ftprep.errors import InputError
 from ftprep.models import Answer, Comparison, EvalMetrics, Predictions
 from ftprep.openai_models import inference_cost, inference_price
-from tasks.evaluate import baseline_metrics, is_hit, metrics, parse_price, pick, prompt_messages, score, training_mean
+from tasks.evaluate import (
+    baseline_metrics,
+    is_hit,
+    metrics,
+    parse_price,
+    pick,
+    prompt_digest,
+    prompt_messages,
+    score,
+    training_mean,
+)
 from tasks.evaluation_report import comparison_chart, render_markdown, render_text, table_rows
 from tasks.format import PRESETS
 
@@ -67,7 +77,9 @@ def test_baseline_is_the_training_mean(tmp_path):
              for p in ("10.00", "1,000.00", "40")]
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(__import__("json").dumps(x) for x in lines) + "\n")
-    assert training_mean(path) == (pytest.approx(350.0), 3)
+    mean, count, prompts = training_mean(path)
+    assert (mean, count) == (pytest.approx(350.0), 3)
+    assert prompts == {prompt_digest([{"role": "user", "content": "a 3-pack"}])}
     row = baseline_metrics("baseline", 350.0, [300.0, 100.0])
     assert row.kind == "baseline" and row.mae == pytest.approx((50 + 250) / 2) and row.hit_rate == 0.5
 

@@ -162,6 +162,7 @@ def test_did_fine_tuning_pay_off(tmp_path, monkeypatch, openai_env, sample_pickl
     baseline = rows["baseline: training mean"]
     assert baseline.kind == "baseline" and baseline.mae == pytest.approx(sum(abs(t - mean) for t in FIXED.values()) / 4)
     assert f"${mean:,.2f}" in first.baseline and first.job_id == job.job_id
+    assert first.trained_on is None  # held-out items: none of them was a training example
     assert rows[ft].cost_usd is not None and rows[ft].prompt_tokens > 0 and rows[ft].median_latency_seconds > 0
     assert openai_env.chat_count(ft) == 4 and openai_env.chat_count(base) == 4
     png = (out / "comparison.png").read_bytes()
@@ -187,6 +188,14 @@ def test_did_fine_tuning_pay_off(tmp_path, monkeypatch, openai_env, sample_pickl
     assert "The model `gpt-nonexistent` does not exist" in unknown.error
     assert openai_env.chat_count("gpt-nonexistent") == 1 and openai_env.chat_count() == 13
     assert state.result().rows[0].mae == pytest.approx(8.0)
+
+    # the training records themselves (the first 40 of the sample): the comparison says the model saw them
+    openai_env.chat_replies = {ft: lambda messages, model: "Price is $10.00",
+                               base: lambda messages, model: "Price is $20.00"}
+    seen = evaluate(data=str(sample_pickle), out=str(tmp_path / "eval-seen"), n=5, concurrency=2)
+    assert seen.trained_on is not None and seen.trained_on.startswith("5 of the 5 test items of "), seen.trained_on
+    assert "are in the fine-tuned model's training data" in seen.trained_on
+    assert json.loads((tmp_path / "eval-seen" / "comparison.json").read_text())["trained_on"] == seen.trained_on
 
 
 def test_without_a_model_from_a_known_job_the_baseline_is_left_out(tmp_path, openai_env):
