@@ -35,6 +35,7 @@ app = App(
     print_error=False,
     help_on_error=False,
     suppress_keyboard_interrupt=False,  # a Ctrl-C is main's to report (one line), not a silent exit 130
+    default_parameter=Parameter(negative_iterable=()),  # no --empty-X flags: a list option left out is empty
 )
 COMMANDS = (
     ("prepare", "Write fine-tuning JSONL files from a dataset, validate them and upload them."),

@@ -8,7 +8,10 @@ more model asks only what was never answered.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import get_run_logger
+from pydantic import Field
 
 from ftprep.client import make_client
 from ftprep.errors import InputError
@@ -42,10 +45,10 @@ def evaluate(
     data: str,
     out: str = "eval",
     models: list[str] | None = None,
-    n: int = 250,
+    n: Annotated[int, Field(ge=1)] = 250,
     sample_seed: int | None = None,
     template: str = "course",
-    concurrency: int = 8,
+    concurrency: Annotated[int, Field(ge=1)] = 8,
     project: ProjectParameter = None,
 ) -> Comparison:
     """Compare models (and a no-API baseline) on the first ``n`` test items (or a seeded sample); write

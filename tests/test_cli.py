@@ -370,12 +370,22 @@ def test_validate_bad_input(tmp_path, case, code, message):
     (["fine-tune", "--job-timeout", "0"], "error: --job-timeout: Input should be greater than 0 (got 0.0)"),
     (["fine-tune", "--epochs", "0"],
      "error: --epochs: Input should be greater than or equal to 1, or input should be 'auto' (got '0')"),
+    (["evaluate", "--data", "x.pkl", "--concurrency", "0"],
+     "error: --concurrency: Input should be greater than or equal to 1 (got 0)"),
 ])
 def test_an_option_outside_its_range_is_named(ftprep_main, args, line):
     """A flow parameter's own constraint (not a settings model's field) names the option it refused."""
     proc = ftprep_main(args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert proc.stderr.splitlines() == [f"{line}; see ftprep fine-tune --help"], proc.stderr
+    assert proc.stderr.splitlines() == [f"{line}; see ftprep {args[0]} --help"], proc.stderr
+
+
+def test_list_options_have_no_empty_flags():
+    """cyclopts would add ``--empty-files`` and ``--empty-model`` (set the list empty): a list left out is empty."""
+    help_texts = [subprocess.run([FTPREP, command, "--help"], capture_output=True, text=True, timeout=60).stdout
+                  for command in ("validate", "evaluate")]
+    assert "--files" in help_texts[0] and "--model" in help_texts[1]
+    assert not [text for text in help_texts if "--empty-" in text]
 
 
 def test_an_unknown_command_points_to_the_help_that_exists(ftprep_main):
