@@ -85,8 +85,11 @@ def _prompt(record: Mapping[str, Any]) -> str:
     # Items with no prompt (e.g. SimpleItem with title + description): build it as the course's Item does.
     body = record.get("details") or record.get("description")
     title = record.get("title")
-    if not (isinstance(title, str) and title and isinstance(body, str) and body):
-        raise KeyError("prompt")
+    if not (isinstance(title, str) and title):  # the field the data lacks, not the template's derived one
+        raise RecordError("title", "is missing or empty, and the record has no prompt to use instead")
+    if not (isinstance(body, str) and body):
+        raise RecordError("details", "is missing or empty (and so is description), and the record has no prompt to "
+                                     "use instead")
     # the one numeric check (check_number), as for a template's numeric fields: Decimal, numpy, strings, -0, absurd
     price = checked(record.get("price"), "price", True, DEFAULT_BOUND)
     return f"{COURSE_QUESTION}\n\n{title}\n{body}\n\n{PRICE_PREFIX}{round(price)}.00"

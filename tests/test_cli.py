@@ -181,7 +181,7 @@ BAD_INPUTS = [
     (["--data", "negative.jsonl", "--train-size", "10", "--validation-size", "10"],
      "record 5: field 'price' is negative (-1.0)"),
     (["--data", "empty-text.jsonl", "--train-size", "10", "--validation-size", "10"],
-     "record 6: field 'course_question' is missing"),
+     "record 6: field 'title' is missing or empty, and the record has no prompt to use instead"),
     (["--data", "items.jsonl", "--train-size", "500"], "training and validation need records 0..549 (500 + 50) but"),
     (["--data", "items.jsonl", "--train-size", "0"], "--train-size: Input should be greater than or equal to 10"),
     (["--data", "items.jsonl", "--train-size", "50", "--validation-size", "-2"],

@@ -123,8 +123,12 @@ def test_bad_prices_name_the_record_and_field(price, message):
 def test_a_missing_field_is_named_even_after_other_records_rendered():
     render = compile_template(PRESETS["course"])
     good = {"prompt": "How much does this cost to the nearest dollar?\n\nX\n\nPrice is $1.00", "price": 1.0}
-    with pytest.raises(TemplateError, match=r"record 1: field 'course_question' is missing"):
+    with pytest.raises(TemplateError, match=r"record 1: field 'title' is missing or empty, and the record has no "
+                                            r"prompt to use instead; fix or drop that record \(template 'course'\)"):
         render.chunk([good, {"price": 2.0}], [0, 1])
+    # the course's derived user message is named by the field the data lacks, not by its own name
+    with pytest.raises(TemplateError, match=r"record 1: field 'details' is missing or empty \(and so is description\)"):
+        render.chunk([good, {"title": "Kettle", "details": "", "price": 2.0}], [0, 1])
 
 
 @pytest.mark.parametrize("price, problem", [(float("nan"), "is NaN"), (None, r"is empty \(None/NaN\)"),
