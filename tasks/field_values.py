@@ -35,6 +35,20 @@ def check_spec(spec: str, name: str, where: str) -> None:
         if len(digits) > 6 or int(digits or 0) > MAX_SPEC_NUMBER:
             raise TemplateError(f"template {where} field {{{name}:{spec}}}: width or precision {run} is too large "
                                 f"(at most {MAX_SPEC_NUMBER}); use a smaller number")
+    if spec and "%" not in spec and not any(_takes(value, spec) for value in _SPEC_SAMPLES):  # "%": a date's own
+        raise TemplateError(f"template {where} field {{{name}:{spec}}}: no number or text takes the format spec "
+                            f"{spec!r}; fix the template (e.g. .2f, ,d, >10)")
+
+
+_SPEC_SAMPLES = (1.5, 1, "x", Decimal("1.5"))  # what a field holds: a spec none of them takes is the template's fault
+
+
+def _takes(value: Any, spec: str) -> bool:
+    try:
+        format(value, spec)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def numeric_spec(spec: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 import numpy as np
@@ -303,3 +304,16 @@ def test_a_deeply_nested_value_is_one_clear_error():
     render = compile_template(Template(name="deep", user="{t}", assistant="{a}"))
     with pytest.raises(TemplateError, match="record 0: field 't' is nested too deeply"):
         render({"t": deep, "a": "x"}, 0)
+
+
+@pytest.mark.parametrize("spec", [".2q", "Z", ",.2k"])
+def test_a_format_spec_no_value_takes_is_the_templates_fault_not_a_records(tmp_path, spec):
+    """Before: the first record was blamed ("record 0: field 'price' is 41.17, which does not fit format")."""
+    path = tmp_path / "typo.toml"
+    path.write_text(f'user = "{{t}}"\nassistant = "{{price:{spec}}}"\n')
+    with pytest.raises(TemplateError, match=rf"template assistant field {{price:{re.escape(spec)}}}: no number or "
+                                            rf"text takes the format spec '{re.escape(spec)}'; fix the template"):
+        template_fields(resolve_template(str(path)))
+    for fine in (".2f", ",d", ">10", "%Y-%m-%d", ".1%", "s"):  # numbers, text and dates each take one of these
+        path.write_text(f'user = "{{t}}"\nassistant = "{{price:{fine}}}"\n')
+        template_fields(resolve_template(str(path)))
