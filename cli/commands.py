@@ -45,6 +45,9 @@ def validate(
         pairs.append((validation, "validation"))
     if not pairs:
         raise InputError("no files to validate; give FILE... or --train FILE --validation FILE")
+    if validation and not train:
+        raise InputError("--validation needs --train: they are checked as a pair (leakage between them, the cost of "
+                         "training); to check one file on its own, give it as FILE")
     if price_per_million is not None and not (math.isfinite(price_per_million) and price_per_million >= 0):
         raise InputError(f"--price-per-million is {price_per_million}: give a price in USD of zero or more")
     report = validate_files(pairs, model=model, price_per_1m=price_per_million, exact_tokens=exact_tokens)

@@ -117,8 +117,8 @@ def load_template_file(path: Path) -> Template:
     if unknown or "user" not in data or "assistant" not in data:
         raise TemplateError(
             f"template file {path} needs string keys user and assistant (optional: system, nonnegative, bound, "
-            f"target); "
-            f"found {', '.join(sorted(data)) or 'none'}"
+            f"target); found {', '.join(sorted(data)) or 'none'}"
+            + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else "")
         )
     bound = data.get("bound", 1.0)
     if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:

@@ -325,6 +325,7 @@ def function_calling_line(i: int, arguments: str) -> str:
 
 # ``ftprep validate``: (how to make the argument, exit code, the line expected). Never hangs (timeout).
 VALIDATE_BAD_INPUTS = [
+    ("validation alone", 2, "--validation needs --train: they are checked as a pair"),
     ("fifo", 2, "fifo.jsonl is a FIFO (named pipe), not a regular file; give a readable .jsonl file"),
     ("directory", 2, "is a directory; give a readable .jsonl file"),
     ("unreadable", 2, "unreadable.jsonl is not readable (Permission denied); give a readable .jsonl file"),
@@ -340,6 +341,9 @@ def test_validate_bad_input(tmp_path, case, code, message):
         command.append(str(tmp_path / "fifo.jsonl"))
     elif case == "directory":
         command.append(str(tmp_path))
+    elif case == "validation alone":
+        (tmp_path / "v.jsonl").write_text(chat_lines(20))
+        command += ["--validation", str(tmp_path / "v.jsonl")]
     elif case == "unreadable":
         path = tmp_path / "unreadable.jsonl"
         path.write_text(items())

@@ -86,6 +86,8 @@ def test_json_template_file(tmp_path):
         ("bad2.toml", 'user = "{a.b}"\nassistant = "x"\n', "not a plain field name"),
         ("bad3.json", '{"user": "x"}', "needs string keys user and assistant"),
         ("bad4.json", "{not json", "cannot be read"),
+        ("typo.toml", 'sytem = "s"\nuser = "{a}"\nassistant = "x"\n',
+         r"found assistant, sytem, user \(unknown: sytem\)"),
     ],
 )
 def test_bad_templates(tmp_path, spec, content, message):
