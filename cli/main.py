@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from cyclopts import App, CycloptsError, Parameter
+from cyclopts.exceptions import UnusedCliTokensError
 from pydantic import ValidationError
 
 from cli import emit, interrupted, stdout_gone
@@ -276,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"ftprep {command_name} --help"), file=sys.stderr)
             return 2
         text = " ".join(str(e).split()).rstrip(".")
+        if isinstance(e, UnusedCliTokensError):  # cyclopts says "Unused Tokens: ['maybe']"
+            extra = " ".join(map(str, e.unused_tokens))
+            text = (f"unexpected argument {extra!r} (an on/off option such as --shuffle takes no value: "
+                    "--no-shuffle turns it off)")
         where = f"ftprep {argv[0]} --help" if argv and argv[0] in dict(COMMANDS) else "ftprep --help"
         print(redact(f"error: {text}; see {where}"), file=sys.stderr)
         return 2

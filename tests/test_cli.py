@@ -195,6 +195,8 @@ BAD_INPUTS = [
     (["--data", "items.jsonl", "--train-size", "10", "--validation-size", "10", "--template", "course-summary"],
      "needs field 'summary'"),
     (["--data", "items.jsonl", "--template", "nope"], "unknown template 'nope' (--template)"),
+    (["--data", "items.jsonl", "--shuffle", "maybe"],
+     "unexpected argument 'maybe' (an on/off option such as --shuffle"),
     (["--data", "items.jsonl", "--template", "bad.toml"], "template user is invalid"),
     (["--data", "items.jsonl", "--model", "gpt-9"], "unknown model 'gpt-9'"),
     (["--data", "items.jsonl", "--train-offset", "-1"], "--train-offset: Input should be greater than or equal to 0"),
