@@ -15,8 +15,8 @@ def interrupted(command: str | None) -> str:
     """The one line a Ctrl-C ends ``command`` with (exit status 130): what may be left behind, for that command."""
     if command == "prepare":
         return _STOPPED + _STORED
-    if command == "fine-tune":
-        return _STOPPED + _STORED + _JOB
+    if command == "fine-tune":  # it uploads nothing: it starts a job on files already uploaded
+        return _STOPPED + _JOB
     return _STOPPED
 
 

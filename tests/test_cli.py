@@ -429,7 +429,9 @@ def test_the_ctrl_c_line_names_what_the_command_may_leave_behind():
     assert interrupted("validate") == "interrupted: stopped; requests in flight were cancelled"
     assert "a file being uploaded may have been stored" in interrupted("prepare")
     assert "fine-tuning job" not in interrupted("prepare")
-    assert "a fine-tuning job this run started is cancelled" in interrupted("fine-tune")
+    assert interrupted("fine-tune") == ("interrupted: stopped; requests in flight were cancelled; a fine-tuning job "
+                                        "this run started is cancelled, unless another run follows it or "
+                                        "--no-cancel-job-on-cancel was given")
 
 
 def test_a_command_leaves_without_teardown_only_after_the_server_has_its_whole_run(tmp_path, cli_env, sample_pickle):
