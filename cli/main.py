@@ -254,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FtprepError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # stdout's reader has gone outside emit() (a help text, say): the output ends there
+        stdout_gone()
+        return 0
     except Exception as e:  # noqa: BLE001 - sorted below: interrupted, a bad option, or a bug
         if _interrupted:  # e.g. pydantic wraps a KeyboardInterrupt raised inside its serializer
             print(interrupted(_command), file=sys.stderr)
@@ -284,9 +287,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"ftprep {argv[0]} --help" if argv and argv[0] in dict(COMMANDS) else "ftprep --help"
         print(redact(f"error: {text}; see {where}"), file=sys.stderr)
         return 2
-    except BrokenPipeError:  # stdout's reader has gone outside emit() (a help text, say): the output ends there
-        stdout_gone()
-        return 0
     except KeyboardInterrupt:
         print(interrupted(_command), file=sys.stderr)
         return 130
