@@ -83,7 +83,7 @@ def run_job_variable(flow_run_id: object) -> str:
     return f"{RUN_JOB_PREFIX}{flow_run_id}"
 
 
-# Prefect global concurrency limits shared by every run on every worker (ftprep.remote.slot)
+# Prefect global concurrency limits shared by every run on every worker (ftprep.limits.slot)
 OPENAI_CONCURRENCY_LIMIT = "ftprep-openai"  # OpenAI requests in flight at once (FTPREP_OPENAI_CONCURRENCY)
 OPENAI_RATE_LIMIT = "ftprep-openai-rpm"  # OpenAI requests per minute (FTPREP_OPENAI_RPM)
 

@@ -29,13 +29,14 @@ from prefect.cache_policies import NO_CACHE
 
 from ftprep import storage
 from ftprep.errors import InputError, ModelUnavailable, RemoteError
+from ftprep.limits import slot
 from ftprep.models import Answer, DatasetRef, EvalMetrics, Predictions, Template
 from ftprep.names import DEFAULT_PROJECT, LATEST_FILES, LATEST_MODEL, variable_name
 from ftprep.numeric import NumericError, check_number
 from ftprep.openai_models import inference_cost
 from ftprep.progress import bar
 from ftprep.records import RecordStore, take
-from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error, slot
+from ftprep.remote import DEFAULT_POLICY, RemotePolicy, as_remote_error
 from ftprep.steps import task
 from tasks.format import compile_template
 from tasks.validation_line import digest

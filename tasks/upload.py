@@ -42,6 +42,7 @@ from prefect.context import TaskRunContext
 
 from ftprep import storage
 from ftprep.errors import FtprepError, InputError, RemoteError, TransientRemoteError
+from ftprep.limits import slot
 from ftprep.models import RemoteFile
 from ftprep.pause import pause_point
 from ftprep.remote import (
@@ -53,7 +54,6 @@ from ftprep.remote import (
     is_transient,
     outcome_unknown,
     poll,
-    slot,
 )
 from ftprep.steps import task
 

@@ -8,8 +8,9 @@ import time
 import pytest
 from prefect import get_client
 
+from ftprep.limits import slot
 from ftprep.names import OPENAI_CONCURRENCY_LIMIT, OPENAI_RATE_LIMIT
-from ftprep.remote import RemotePolicy, slot
+from ftprep.remote import RemotePolicy
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
