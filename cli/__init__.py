@@ -21,10 +21,13 @@ def interrupted(command: str | None) -> str:
 
 
 def emit(text: str) -> None:
-    """Print the command's output on stdout. A reader that stops reading (``ftprep validate f | head -1``) ends the
-    output there, not the command: the rest goes nowhere, and the exit status stays the command's."""
+    """Print the command's output on stdout, through the redaction layer. A reader that stops reading (``ftprep
+    validate f | head -1``) ends the output there, not the command: the rest goes nowhere, and the exit status
+    stays the command's."""
+    from ftprep.redact import redact  # here: the console script imports this module before anything else
+
     try:
-        print(text, flush=True)
+        print(redact(text), flush=True)
     except BrokenPipeError:
         stdout_gone()
 

@@ -117,10 +117,8 @@ def before_flow() -> None:
 
 
 def print_json(result: Any) -> int:
-    """``--json``: the persisted result, redacted, as one JSON document on stdout."""
-    from ftprep.redact import redact
-
-    emit(redact(result.model_dump_json(indent=2)))
+    """``--json``: the persisted result, redacted (:func:`cli.emit`), as one JSON document on stdout."""
+    emit(result.model_dump_json(indent=2))
     return 0
 
 

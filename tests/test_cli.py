@@ -423,6 +423,15 @@ def test_a_reader_that_stops_early_ends_the_output_not_the_command(tmp_path, val
     assert err == ""
 
 
+def test_the_commands_output_passes_the_redaction_layer(capsys):
+    """Every line a command prints on stdout (the evaluate summary names --data, which may be a URL with a password)."""
+    from cli import emit
+
+    emit("50 items of s3://user:hunter2@bucket/test.pkl; sk-abcdefghijklmnopqrstuvwxyz0123")
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "sk-abc" not in out and out.startswith("50 items of s3://")
+
+
 def test_the_ctrl_c_line_names_what_the_command_may_leave_behind():
     from cli import interrupted
 
