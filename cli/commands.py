@@ -64,7 +64,7 @@ def serve(*names: str) -> int:
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL
 
-    from cli.deployments import runner_deployments
+    from cli.deployments import refuse_pool_deployments, runner_deployments
 
     if not PREFECT_API_URL.value():
         raise InputError("PREFECT_API_URL is not set, so ftprep serve would serve on a temporary Prefect server that "
@@ -76,6 +76,7 @@ def serve(*names: str) -> int:
 
     results.ensure(load_settings().result_storage)  # the shared result storage the served runs load (if set)
     deployments = runner_deployments(names=list(names) or None)
+    refuse_pool_deployments(deployments)
     emit(f"serving {', '.join(d.name for d in deployments)} on {PREFECT_API_URL.value()}: trigger runs from the "
           "Prefect UI; Ctrl+C stops")
     prefect_serve(*deployments)

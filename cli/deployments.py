@@ -42,3 +42,23 @@ def runner_deployments(path: Path = ROOT / "prefect.yaml", names: list[str] | No
         known = ", ".join(s["name"] for s in read_deployments(path))
         raise InputError(f"no deployment named {', '.join(names)} in {path}; known: {known}")
     return result
+
+
+def refuse_pool_deployments(deployments: list[Any]) -> None:
+    """Serving replaces a deployment of the same name on the server: one that ``prefect deploy`` made for a work
+    pool would lose its code's location, and its worker's runs (the schedule's too) would crash, even after
+    ``serve`` stops. Refuse, in one line, before anything is changed."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        for d in deployments:
+            try:
+                existing = client.read_deployment_by_name(f"{d.flow_name}/{d.name}")
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name:
+                raise InputError(
+                    f"deployment {d.flow_name}/{d.name} on this server runs on work pool {existing.work_pool_name!r} "
+                    "(prefect deploy); serving it would replace it and break its worker's runs: run the worker "
+                    f"instead, or delete it first (prefect deployment delete {d.flow_name}/{d.name})")

@@ -145,3 +145,24 @@ def test_cancelling_one_of_two_runs_cancels_exactly_its_job(tmp_path, server_env
     for file_id in (a_file.id, b_file.id):
         job_id = job_of(file_id)["id"]
         assert openai_stub.count("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel", exact=True) == 1
+
+
+def test_serve_refuses_to_replace_a_work_pool_deployment(tmp_path, server_env):
+    """`ftprep serve` on a server where `prefect deploy` made the same deployments for the work pool would replace
+    them (their code's location lost: the worker's runs, the schedule's too, would crash even after serve stops).
+    It refuses in one line, and the deployment is left as it was."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ftprep = str(Path(sys.executable).parent / "ftprep")
+    done = subprocess.run([ftprep, "serve", "prepare-sample"], env=server_env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line == ("error: deployment prepare/prepare-sample on this server runs on work pool 'ftprep-process' "
+                    "(prefect deploy); serving it would replace it and break its worker's runs: run the worker "
+                    "instead, or delete it first (prefect deployment delete prepare/prepare-sample)"), line
+    with client_of(server_env["PREFECT_API_URL"]) as client:
+        kept = client.read_deployment_by_name("prepare/prepare-sample")
+    assert kept.work_pool_name == "ftprep-process" and kept.pull_steps
