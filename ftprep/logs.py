@@ -39,6 +39,17 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def expected_in(exc: BaseException | None) -> FtprepError | None:
+    """The expected error an exception is or carries: Prefect wraps a parameter check's error (a worker's flow
+    process validates the run's parameters before the flow body runs) in its own ``ParameterTypeError``."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, FtprepError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 class OneLineErrors(logging.Filter):
     """An expected error (:class:`FtprepError`) is logged once, as one line, with no traceback.
 
@@ -57,11 +68,11 @@ class OneLineErrors(logging.Filter):
         if getattr(record, "ftprep_one_line", False):
             return True  # already decided (the same record meets this filter on its logger and its handlers)
         record.ftprep_one_line = True
-        exc = record.exc_info[1] if record.exc_info else None
+        exc = expected_in(record.exc_info[1] if record.exc_info else None)
         message = record.getMessage()
         if record.name.startswith("prefect") and _PREFECT_RETRY.match(message):
             return False
-        if isinstance(exc, FtprepError):
+        if exc is not None:
             text = str(exc)
             with self._lock:
                 if text in self._seen:

@@ -20,6 +20,7 @@ from typing import Any
 import prefect
 from prefect.utilities.hashing import file_hash
 
+from ftprep import logs
 from ftprep.heartbeat import beating
 from ftprep.redact import redact_exception
 
@@ -62,9 +63,13 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
 def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """``prefect.flow`` (same options), for a function whose exceptions are redacted as they leave it; its run
-    sends ftprep's heartbeats when the command runs it (:mod:`ftprep.heartbeat`)."""
+    sends ftprep's heartbeats when the command runs it (:mod:`ftprep.heartbeat`). Defining one installs ftprep's
+    log filters (:func:`ftprep.logs.install`)."""
     if fn is None:
         return lambda f: flow(f, **options)
+    # ftprep's log filters from the moment a flow exists: a worker's flow process checks the run's parameters (an
+    # expected error, one line) before the flow body runs, where settings would install them
+    logs.install()
     if "version" not in options:  # Prefect's default, a hash of the flow's file (not of this module)
         try:
             options["version"] = file_hash(inspect.getsourcefile(fn))

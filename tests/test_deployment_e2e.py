@@ -166,3 +166,36 @@ def test_serve_refuses_to_replace_a_work_pool_deployment(tmp_path, server_env):
     with client_of(server_env["PREFECT_API_URL"]) as client:
         kept = client.read_deployment_by_name("prepare/prepare-sample")
     assert kept.work_pool_name == "ftprep-process" and kept.pull_steps
+
+
+def test_a_bad_parameter_is_one_line_in_the_worker_runs_logs(tmp_path, server_env):
+    """A run of a deployment with a parameter ftprep's own check refuses (a project name with capitals): the worker's
+    flow process checks the parameters before the flow body runs. Its logs hold the one line, and no traceback
+    (before: Prefect's "Engine execution exited with unexpected exception" and about 20 lines of it)."""
+    import time
+
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    env = server_env
+    worker_log = tmp_path / "worker.log"
+    with worker(env, worker_log) as worker_proc, client_of(env["PREFECT_API_URL"]) as client:
+        deployment = client.read_deployment_by_name("prepare/prepare-sample")
+        flow_run = client.create_flow_run_from_deployment(deployment.id, parameters={"project": "Team_A"})
+
+        def finished():
+            assert worker_proc.poll() is None, tail(worker_log)
+            state = client.read_flow_run(flow_run.id).state
+            return state if state and state.is_final() else None
+
+        state = wait_until(finished, 240, "the flow run", interval=1)
+        assert state.is_failed() and "project (--project) 'Team_A' is not allowed" in state.message, state.message
+        settle(client, [flow_run.id], here=False)
+
+        def logs():
+            return [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(
+                any_=[flow_run.id])))]
+
+        wait_until(lambda: any("'Team_A' is not allowed" in m for m in logs()), 60, "the one line in the run's logs")
+        time.sleep(3)  # the process's last log batch (a traceback would be logged after the line) has arrived
+        messages = logs()
+        assert not [m for m in messages if "Traceback" in m or "unexpected exception" in m], messages
