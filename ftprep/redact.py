@@ -16,7 +16,7 @@ import traceback
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-MASK = "[redacted]"
+MASK = "(redacted)"  # not in brackets: Rich (Prefect's CLI) reads "[redacted]" as a style and drops it
 _KEY_SHAPE = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/@\s]+)@")
 

@@ -151,9 +151,9 @@ def test_an_unexpected_error_carrying_secrets_leaves_nothing_secret(tmp_path, mo
         failed = prepare(data=str(sample_pickle), out=str(tmp_path / "out"), split=split, return_state=True)
         assert failed.is_failed()
         assert "RedactedError: ValidationError: 1 validation error for RemoteFile" in failed.message
-        assert "input_value='[redacted]/[redacted]'" in failed.message  # the secrets were there, whole
+        assert "input_value='(redacted)/(redacted)'" in failed.message  # the secrets were there, whole
         persisted = failed.result(raise_on_failure=False)  # read back from the result store
-        assert type(persisted).__name__ == "RedactedError" and "[redacted]/[redacted]" in str(persisted)
+        assert type(persisted).__name__ == "RedactedError" and "(redacted)/(redacted)" in str(persisted)
 
         env = dict(cli_env, OPENAI_API_KEY=key, OPENAI_BASE_URL=base_url)
         ftprep = str(Path(sys.executable).parent / "ftprep")
@@ -211,9 +211,9 @@ def test_a_flow_that_fails_with_a_secret_in_its_own_code_is_redacted(monkeypatch
     state = buggy(return_state=True)
     assert state.is_failed()
     assert state.message == ("Flow run encountered an exception: RedactedError: RuntimeError: cannot talk to "
-                             "https://[redacted]@llm.example.com/v1")
+                             "https://(redacted)@llm.example.com/v1")
     persisted = state.result(raise_on_failure=False)
-    assert str(persisted) == "RuntimeError: cannot talk to https://[redacted]@llm.example.com/v1"
+    assert str(persisted) == "RuntimeError: cannot talk to https://(redacted)@llm.example.com/v1"
     with get_client(sync_client=True) as client:
         run_id = state.state_details.flow_run_id
         settle(client, [run_id])
