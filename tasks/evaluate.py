@@ -3,7 +3,8 @@
 Pure part: :func:`prompt_messages` (the training messages without the answer), :func:`parse_price`,
 :func:`metrics` (mean absolute error, root mean squared log error, hit rate: within $40 or 20%, as the
 course's tester colours an estimate green), :func:`score` (a model's metrics with its failures, tokens, cost and
-latency) and :func:`training_mean` (the baseline's constant estimate). Tasks: :func:`ask` is one chat call,
+latency) and :func:`read_training` (the baseline's constant estimate, and the prompts a test item must not
+repeat). Tasks: :func:`ask` is one chat call,
 cached by content (endpoint, model, messages, generation parameters) in Prefect's result storage as soon as it
 is answered, so an answer already paid for is never requested again, with the remote policy's retries;
 :func:`predict` (called by the flow) runs one ``ask`` per item, ``concurrency`` at a time; :func:`latest_job`
@@ -137,7 +138,7 @@ class TrainingSet(NamedTuple):
     prompts: frozenset[bytes]  # every example's prompt_digest
 
 
-def training_mean(path: str | Path) -> TrainingSet:
+def read_training(path: str | Path) -> TrainingSet:
     """The mean target value of a chat fine-tuning JSONL file (the first number of each example's assistant
     answer: the price the model was taught), how many examples had one, and every example's prompt digest."""
     values, prompts = [], set()
@@ -333,7 +334,7 @@ def baseline(training_file: str, project: str = DEFAULT_PROJECT,
         where = path or "a path the latest prepare run did not record"
         return None, (f"baseline left out: the training file {training_file} was written to {where}, which is gone "
                       "or changed since; run prepare again"), None
-    mean, count, prompts = training_mean(path)
+    mean, count, prompts = read_training(path)
     get_run_logger().info("Baseline: the mean training price $%.2f of %s examples in %s", mean, count, path)
     seen = sum(d in prompts for d in asked)
     return (mean, f"baseline: the mean training price (${mean:,.2f}) of the {count:,} examples in {training_file}",

@@ -18,8 +18,8 @@ from tasks.evaluate import (
     pick,
     prompt_digest,
     prompt_messages,
+    read_training,
     score,
-    training_mean,
 )
 from tasks.evaluation_report import comparison_chart, render_markdown, render_text, table_rows
 from tasks.format import PRESETS
@@ -77,7 +77,7 @@ def test_baseline_is_the_training_mean(tmp_path):
              for p in ("10.00", "1,000.00", "40")]
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(__import__("json").dumps(x) for x in lines) + "\n")
-    mean, count, prompts = training_mean(path)
+    mean, count, prompts = read_training(path)
     assert (mean, count) == (pytest.approx(350.0), 3)
     assert prompts == {prompt_digest([{"role": "user", "content": "a 3-pack"}])}
     row = baseline_metrics("baseline", 350.0, [300.0, 100.0])
